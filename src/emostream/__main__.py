@@ -1,0 +1,7 @@
+"""``python -m emostream`` runs the CLI."""
+
+import sys
+
+from emostream.cli import main
+
+sys.exit(main())

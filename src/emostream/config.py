@@ -1,0 +1,54 @@
+"""Settings shared by every command: defaults, EMOSTREAM_* environment variables, flags.
+
+Precedence is flag > environment > default. Pure functions only; nothing here touches Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TRANSCRIPTS_TOPIC = "stt.transcripts"
+EMOTIONS_TOPIC = "emotion.events"
+WORKER_GROUP = "emostream-worker"
+DEFAULT_MODEL = "emostream-ekman"
+FALLBACK_BOOTSTRAP = "localhost:9092"
+
+
+def dlq_topic(source_topic: str) -> str:
+    """The dead-letter topic that belongs to ``source_topic``."""
+    return f"{source_topic}.dlq"
+
+
+def pipeline_topics(source_topic: str = TRANSCRIPTS_TOPIC, target_topic: str = EMOTIONS_TOPIC) -> list[str]:
+    """The topics the pipeline needs: transcripts, emotions and the transcripts' DLQ."""
+    return [source_topic, target_topic, dlq_topic(source_topic)]
+
+
+def home_dir() -> Path:
+    """Where emostream keeps per-user state (``EMOSTREAM_HOME``, default ``~/.emostream``)."""
+    return Path(os.environ.get("EMOSTREAM_HOME") or Path.home() / ".emostream")
+
+
+def cache_dir() -> Path:
+    """Where downloaded Kafka jars live (``EMOSTREAM_CACHE``, default ``~/.cache/emostream``)."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("EMOSTREAM_CACHE") or Path(xdg) / "emostream")
+
+
+def default_cluster_dir() -> Path:
+    """The local cluster's folder (``EMOSTREAM_CLUSTER_DIR``, default ``$EMOSTREAM_HOME/cluster``)."""
+    return Path(os.environ.get("EMOSTREAM_CLUSTER_DIR") or home_dir() / "cluster")
+
+
+def resolve_bootstrap(flag: str | None = None, cluster_dir: Path | None = None) -> str:
+    """Bootstrap servers: the flag, else ``EMOSTREAM_BOOTSTRAP``, else the local cluster, else localhost:9092."""
+    if flag:
+        return flag
+    env = os.environ.get("EMOSTREAM_BOOTSTRAP")
+    if env:
+        return env
+    from emostream.cluster.state import read_bootstrap  # local import: keeps config free of cluster code at import time
+
+    local = read_bootstrap(cluster_dir or default_cluster_dir())
+    return local or FALLBACK_BOOTSTRAP

@@ -1,0 +1,50 @@
+"""One exception hierarchy: catch ``EmostreamError`` for everything, or a subclass for one area.
+
+Every message is meant for a person: it says what was wrong, with which input, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class EmostreamError(Exception):
+    """Base of every error emostream raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(EmostreamError):
+    """Bad input from the user: a flag, a file, a value."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """Settings that cannot work together or cannot be read."""
+
+
+class PrerequisiteError(EmostreamError):
+    """A program the command needs (Java, Maven, ...) is missing or too old."""
+
+
+class ClusterError(EmostreamError):
+    """The local Kafka cluster could not be started, stopped or reached."""
+
+
+class PortInUseError(ClusterError):
+    """A port the cluster wants is taken by another process."""
+
+
+class TopicError(EmostreamError):
+    """A topic could not be created or does not have the expected shape."""
+
+
+class KafkaClientError(EmostreamError):
+    """A Kafka client call failed in a way the caller cannot fix by retrying."""
+
+
+class ModelError(EmostreamError):
+    """The emotion model could not be loaded or failed to classify."""
+
+
+class DataError(UsageError):
+    """A labelled data file (eval, train) is malformed."""

@@ -1,0 +1,31 @@
+"""The Classifier protocol every model backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from emostream.model.labels import CLASSES
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's result: the top class and a score for each of the 7 classes."""
+
+    label: str
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form: ``{"label": ..., "scores": {...}}`` with classes in canonical order."""
+        return {"label": self.label, "scores": {c: round(float(self.scores.get(c, 0.0)), 4) for c in CLASSES}}
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """Anything that turns texts into predictions, in the order given."""
+
+    name: str
+
+    def classify(self, texts: list[str]) -> list[Prediction]:
+        """Classify ``texts``; returns one Prediction per text, same order."""
+        ...
