@@ -1,0 +1,1 @@
+"""Benchmarks: ``model`` (the classifier alone) and ``pipeline`` (through real Kafka)."""
