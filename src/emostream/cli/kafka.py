@@ -1,0 +1,120 @@
+"""``emostream kafka up|status|down`` and ``emostream topics create|ensure``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from emostream.config import default_cluster_dir
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the ``kafka`` and ``topics`` commands."""
+    kafka = sub.add_parser("kafka", help="run a local Kafka (KRaft) cluster")
+    ops = kafka.add_subparsers(dest="op", metavar="OP")
+    ops.required = True
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--dir", type=Path, default=None,
+                       help="cluster folder (default: EMOSTREAM_CLUSTER_DIR or ~/.emostream/cluster)")
+
+    up = ops.add_parser("up", parents=[where], help="fetch Kafka if needed, start N brokers, wait until ready")
+    up.add_argument("--brokers", type=int, default=None, help="number of brokers (default 1; 2 = primary+backup; 3 for HA)")
+    up.add_argument("--advertise", metavar="HOST", default=None,
+                    help="host/IP that clients elsewhere use (binds the client listener on all interfaces)")
+    up.add_argument("--base-port", type=int, default=None, help="client port of node 0 (default 9092)")
+    up.add_argument("--heap-mb", type=int, default=None, help="JVM heap per broker in MB (default 512)")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the brokers (default 120)")
+    up.set_defaults(func=_up)
+
+    status = ops.add_parser("status", parents=[where], help="state of the local cluster")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(func=_status)
+
+    down = ops.add_parser("down", parents=[where], help="stop the local cluster cleanly")
+    down.set_defaults(func=_down)
+
+    topics = sub.add_parser("topics", help="create the pipeline's topics")
+    tops = topics.add_subparsers(dest="op", metavar="OP")
+    tops.required = True
+    create = tops.add_parser("create", parents=[common], help="create a topic with durable defaults")
+    create.add_argument("name")
+    create.add_argument("--partitions", type=int, default=None, help="partitions (default 6)")
+    create.add_argument("--replication", type=int, default=None, help="replication (default min(3, live brokers))")
+    create.add_argument("--min-insync", type=int, default=None, help="min.insync.replicas (default max(1, R-1))")
+    create.set_defaults(func=_create)
+    ensure = tops.add_parser("ensure", parents=[common], help="create transcripts, emotions and DLQ topics if missing")
+    ensure.add_argument("--partitions", type=int, default=None, help="partitions of new topics (default 6)")
+    ensure.add_argument("--replication", type=int, default=None, help="replication (default min(3, live brokers))")
+    ensure.add_argument("--source-topic", default=None, help="transcripts topic (default stt.transcripts)")
+    ensure.add_argument("--target-topic", default=None, help="emotions topic (default emotion.events)")
+    ensure.set_defaults(func=_ensure)
+
+
+def _cluster(args: argparse.Namespace):
+    from emostream.cluster import LocalCluster
+
+    return LocalCluster(args.dir or default_cluster_dir())
+
+
+def _up(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    status = cluster.up(args.brokers, args.base_port, args.advertise, args.heap_mb, args.timeout)
+    print(f"Kafka {status.kafka_version} up: {len(status.live_brokers)} broker(s), controller {status.controller}, dir {status.dir}")
+    print(f"bootstrap servers: {status.bootstrap}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = _cluster(args).status()
+    if args.json:
+        print(json.dumps(status.to_dict(), indent=2))
+        return 0 if status.running else 1
+    if status.bootstrap is None:
+        print(f"no cluster in {status.dir}")
+        return 1
+    print(f"cluster {status.cluster_id} (Kafka {status.kafka_version}) in {status.dir}")
+    print(f"bootstrap servers: {status.bootstrap}")
+    for b in status.brokers:
+        state = "alive" if b.alive else "stopped"
+        role = " (controller)" if b.id == status.controller else ""
+        print(f"  broker {b.id}: port {b.port}, pid {b.pid or '-'}, {state}{role}")
+    print(f"live brokers reported by the cluster: {status.live_brokers or 'none'}")
+    return 0 if status.running else 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    if cluster.state is None:
+        print(f"no cluster in {cluster.dir}; nothing to stop")
+        return 0
+    stopped = cluster.down()
+    print(f"stopped broker(s) {stopped}" if stopped else f"cluster in {cluster.dir} was not running")
+    return 0
+
+
+def _admin(args: argparse.Namespace):
+    from emostream.kafka.admin import Admin
+    from emostream.kafka.configuration import ClientConfig
+
+    return Admin(ClientConfig.resolve(args.bootstrap, args.security_profile))
+
+
+def _create(args: argparse.Namespace) -> int:
+    from emostream.topics import create_topic, plan_topic
+
+    admin = _admin(args)
+    plan = plan_topic(args.name, admin.live_brokers(), args.partitions, args.replication, args.min_insync)
+    created = create_topic(admin, plan)
+    print(f"created topic {plan.name} (partitions {plan.partitions}, replication {plan.replication}, "
+          f"min.insync.replicas {plan.configs['min.insync.replicas']})" if created else f"topic {plan.name} already exists")
+    return 0
+
+
+def _ensure(args: argparse.Namespace) -> int:
+    from emostream.topics import ensure_pipeline_topics
+
+    result = ensure_pipeline_topics(_admin(args), args.partitions, args.replication, args.source_topic, args.target_topic)
+    for name, created in result.items():
+        print(f"{'created' if created else 'exists '} {name}")
+    return 0

@@ -1,0 +1,410 @@
+"""Start, stop and inspect the JVMs of a local KRaft cluster.
+
+Each node lives in ``<dir>/node-<id>/``: ``server.properties``, ``server.log``, ``kafka.pid``
+and ``data/``. JVMs run in their own session so they outlive the command that started them;
+a pid only counts as ours when its command line names our config file, so a recycled pid is
+never signalled.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emostream.cluster import fetch
+from emostream.cluster.config import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_HEAP_MB,
+    ClusterSettings,
+    NodeSpec,
+    jvm_options,
+    new_cluster_id,
+    render_properties,
+    server_properties,
+    voters_of,
+)
+from emostream.cluster.state import ClusterState, load_state, save_state
+from emostream.config import cache_dir
+from emostream.errors import ClusterError, KafkaClientError, PortInUseError, UsageError
+
+MAX_BROKERS = 9
+_LOG4J2 = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.zk.name = org.apache.kafka.clients
+logger.zk.level = WARN
+"""
+
+# Children this process started; reaped so a killed broker does not linger as a zombie that
+# still answers kill(pid, 0).
+_children: dict[int, subprocess.Popen] = {}
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """One node as seen from this host."""
+
+    id: int
+    port: int
+    pid: int | None
+    alive: bool
+    log: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"id": self.id, "port": self.port, "pid": self.pid, "alive": self.alive, "log": self.log}
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """The local cluster: processes, and what the brokers themselves report."""
+
+    dir: str
+    bootstrap: str | None
+    kafka_version: str | None
+    cluster_id: str | None
+    brokers: list[BrokerStatus] = field(default_factory=list)
+    live_brokers: list[int] = field(default_factory=list)
+    controller: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def running(self) -> int:
+        """Number of node processes alive."""
+        return sum(b.alive for b in self.brokers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``kafka status --json``)."""
+        return {
+            "dir": self.dir,
+            "bootstrap": self.bootstrap,
+            "kafka_version": self.kafka_version,
+            "cluster_id": self.cluster_id,
+            "brokers": [b.to_dict() for b in self.brokers],
+            "live_brokers": self.live_brokers,
+            "controller": self.controller,
+            **self.extra,
+        }
+
+
+def _pid_alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None and child.poll() is not None:
+        _children.pop(pid, None)
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _wait_exit(pid: int, timeout_s: float) -> None:
+    """Wait for ``pid`` to exit; SIGKILL it after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.05)
+
+
+def port_free(host: str, port: int) -> bool:
+    """True when a listening socket could bind ``host:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+class LocalCluster:
+    """A KRaft cluster of N combined broker+controller nodes on this host, kept in one folder."""
+
+    def __init__(self, directory: Path, cache: Path | None = None, progress: Callable[[str], None] | None = None) -> None:
+        self.dir = Path(directory).absolute()
+        self.cache = cache or cache_dir()
+        self._say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    # ---- layout -------------------------------------------------------------------------
+    @property
+    def state(self) -> ClusterState | None:
+        """The saved state, or None when no cluster was made in this folder."""
+        return load_state(self.dir)
+
+    def _node_dir(self, node_id: int) -> Path:
+        return self.dir / f"node-{node_id}"
+
+    def _pid_file(self, node_id: int) -> Path:
+        return self._node_dir(node_id) / "kafka.pid"
+
+    def _config_file(self, node_id: int) -> Path:
+        return self._node_dir(node_id) / "server.properties"
+
+    def log_file(self, node_id: int) -> Path:
+        """The node's server log."""
+        return self._node_dir(node_id) / "server.log"
+
+    def pid(self, node_id: int) -> int | None:
+        """Pid of the node's JVM when it is alive and really ours, else None."""
+        try:
+            pid = int(self._pid_file(node_id).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _pid_alive(pid) and str(self._config_file(node_id)) in _cmdline(pid):
+            return pid
+        return None
+
+    @property
+    def bootstrap(self) -> str:
+        """Client bootstrap servers; ClusterError when no cluster was made here."""
+        state = self._require_state()
+        return state.bootstrap(self.dir)
+
+    def _require_state(self) -> ClusterState:
+        state = self.state
+        if state is None:
+            raise ClusterError(f"no cluster in {self.dir}; start one with 'emostream kafka up --dir {self.dir}'")
+        return state
+
+    # ---- up -----------------------------------------------------------------------------
+    def up(
+        self,
+        brokers: int | None = None,
+        base_port: int | None = None,
+        advertise: str | None = None,
+        heap_mb: int | None = None,
+        timeout_s: float = 120.0,
+    ) -> ClusterStatus:
+        """Start the cluster (creating it on first use) and wait until all brokers are live.
+
+        On a folder that already holds a cluster, the same cluster restarts: same ids, ports and
+        data. Asking for a different shape there is an error rather than a silent change.
+        """
+        fetch.require_java()
+        fetch.ensure_kafka(self.cache, progress=self._say)
+        state = self.state
+        if state is None:
+            state = self._create(brokers or 1, base_port or DEFAULT_BASE_PORT, advertise, heap_mb or DEFAULT_HEAP_MB)
+        else:
+            self._check_same_shape(state, brokers, base_port, advertise)
+            if heap_mb and heap_mb != state.heap_mb:
+                state = ClusterState(**{**state.__dict__, "heap_mb": heap_mb})
+                save_state(self.dir, state)
+        nodes = state.nodes(self.dir)
+        to_start = [n for n in nodes if self.pid(n.node_id) is None]
+        if not to_start:
+            self._say(f"cluster in {self.dir} already running ({len(nodes)} broker(s))")
+        self._check_ports(to_start)
+        self._write_configs(state, nodes)
+        self._format(state, [n for n in to_start if not (Path(n.log_dir) / "meta.properties").exists()])
+        for node in to_start:
+            self._spawn(state, node)
+        self.wait_ready(len(nodes), timeout_s)
+        return self.status()
+
+    def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int) -> ClusterState:
+        if not 1 <= brokers <= MAX_BROKERS:
+            raise UsageError(f"--brokers must be between 1 and {MAX_BROKERS}, got {brokers}")
+        if not 1024 <= base_port <= 65535 - 300:
+            raise UsageError(f"--base-port must be between 1024 and {65535 - 300}, got {base_port}")
+        if heap_mb < 128:
+            raise UsageError(f"--heap-mb must be at least 128, got {heap_mb}")
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise ClusterError(f"{self.dir} is not empty and holds no emostream cluster; pick another --dir")
+        state = ClusterState(new_cluster_id(), fetch.KAFKA_VERSION, brokers, base_port, heap_mb, advertise)
+        save_state(self.dir, state)
+        return state
+
+    def _check_same_shape(self, state: ClusterState, brokers: int | None, base_port: int | None, advertise: str | None) -> None:
+        wanted = {"brokers": brokers, "base_port": base_port, "advertise": advertise}
+        for key, value in wanted.items():
+            if value is not None and value != getattr(state, key):
+                raise UsageError(
+                    f"the cluster in {self.dir} was created with {key}={getattr(state, key)}, not {value}; "
+                    f"run 'emostream kafka down --dir {self.dir}' and use a new --dir for a different cluster"
+                )
+
+    def _check_ports(self, nodes: list[NodeSpec]) -> None:
+        for node in nodes:
+            for listener in node.listeners:
+                if not port_free(listener.bind_host, listener.port):
+                    raise PortInUseError(
+                        f"port {listener.port} ({listener.name.lower()} listener of node {node.node_id}) is already in use "
+                        f"by another process; stop it (e.g. 'ss -ltnp | grep :{listener.port}'), or create the cluster "
+                        "in another --dir with another --base-port"
+                    )
+
+    def _settings(self, state: ClusterState, nodes: list[NodeSpec]) -> ClusterSettings:
+        return ClusterSettings(state.cluster_id, voters_of(nodes), state.brokers)
+
+    def _write_configs(self, state: ClusterState, nodes: list[NodeSpec]) -> None:
+        settings = self._settings(state, nodes)
+        (self.dir / "log4j2.properties").write_text(_LOG4J2)
+        for node in nodes:
+            self._node_dir(node.node_id).mkdir(parents=True, exist_ok=True)
+            text = render_properties(server_properties(node, settings), header="written by 'emostream kafka up'; regenerated on every start")
+            self._config_file(node.node_id).write_text(text)
+
+    def _java(self, state: ClusterState, main: str, args: list[str], heap_mb: int) -> list[str]:
+        return [
+            fetch.require_java(),
+            *jvm_options(heap_mb),
+            f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+            "-cp",
+            fetch.classpath(self.cache, state.kafka_version),
+            main,
+            *args,
+        ]
+
+    def _format(self, state: ClusterState, nodes: list[NodeSpec]) -> None:
+        procs = []
+        for node in nodes:
+            cmd = self._java(state, "kafka.tools.StorageTool",
+                             ["format", "-t", state.cluster_id, "-c", str(self._config_file(node.node_id)), "--ignore-formatted"], 256)
+            procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        for node, proc in procs:
+            out, _ = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                raise ClusterError(f"formatting storage of node {node.node_id} failed:\n{out.strip()[-2000:]}")
+
+    def _spawn(self, state: ClusterState, node: NodeSpec) -> None:
+        cmd = self._java(state, "kafka.Kafka", [str(self._config_file(node.node_id))], state.heap_mb)
+        log = open(self.log_file(node.node_id), "ab")
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            log.close()
+        _children[proc.pid] = proc
+        self._pid_file(node.node_id).write_text(f"{proc.pid}\n")
+
+    def start_node(self, node_id: int, timeout_s: float = 120.0) -> None:
+        """(Re)start one node of an existing cluster and wait until all nodes are live again."""
+        state = self._require_state()
+        nodes = {n.node_id: n for n in state.nodes(self.dir)}
+        if node_id not in nodes:
+            raise UsageError(f"no node {node_id} in {self.dir} (nodes: {sorted(nodes)})")
+        if self.pid(node_id) is None:
+            self._check_ports([nodes[node_id]])
+            self._spawn(state, nodes[node_id])
+        self.wait_ready(len(nodes), timeout_s)
+
+    def wait_ready(self, brokers: int, timeout_s: float = 120.0) -> None:
+        """Block until the cluster reports ``brokers`` live brokers and a controller."""
+        from emostream.kafka.admin import Admin
+        from emostream.kafka.configuration import ClientConfig
+
+        state = self._require_state()
+        deadline = time.monotonic() + timeout_s
+        last = "no answer yet"
+        admin: Admin | None = None
+        while time.monotonic() < deadline:
+            for node in state.nodes(self.dir):
+                if self.pid(node.node_id) is None:
+                    raise ClusterError(
+                        f"node {node.node_id} exited during start-up; last lines of {self.log_file(node.node_id)}:\n"
+                        + self._log_tail(node.node_id)
+                    )
+            try:
+                admin = admin or Admin(ClientConfig(state.bootstrap(self.dir)), timeout_s=3)
+                info = admin.cluster_info()
+                if len(info.broker_ids) >= brokers and info.controller_id is not None:
+                    return
+                last = f"{len(info.broker_ids)}/{brokers} brokers live"
+            except KafkaClientError as exc:
+                last = str(exc)
+            time.sleep(0.5)
+        raise ClusterError(f"cluster in {self.dir} not ready after {timeout_s:.0f}s ({last}); see the node logs in {self.dir}/node-*/server.log")
+
+    def _log_tail(self, node_id: int, lines: int = 15) -> str:
+        try:
+            text = self.log_file(node_id).read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        errors = [line for line in text if " ERROR " in line or "Exception" in line]
+        return "\n".join((errors[-5:] if errors else []) + text[-lines:])
+
+    # ---- down / kill --------------------------------------------------------------------
+    def stop_node(self, node_id: int, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> bool:
+        """Signal one node and wait for it to exit (SIGKILL after ``timeout_s``); False if not running."""
+        pid = self.pid(node_id)
+        if pid is None:
+            self._pid_file(node_id).unlink(missing_ok=True)
+            return False
+        os.kill(pid, sig)
+        _wait_exit(pid, timeout_s)
+        self._pid_file(node_id).unlink(missing_ok=True)
+        return True
+
+    def down(self, timeout_s: float = 30.0) -> list[int]:
+        """Stop every node cleanly (SIGTERM to all at once, SIGKILL stragglers); returns the ids stopped."""
+        state = self.state
+        if state is None:
+            return []
+        running = {n.node_id: self.pid(n.node_id) for n in state.nodes(self.dir)}
+        running = {i: p for i, p in running.items() if p is not None}
+        for pid in running.values():
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for pid in running.values():
+            _wait_exit(pid, max(0.0, deadline - time.monotonic()))
+        for node in state.nodes(self.dir):
+            self._pid_file(node.node_id).unlink(missing_ok=True)
+        return sorted(running)
+
+    # ---- status -------------------------------------------------------------------------
+    def status(self, probe: bool = True) -> ClusterStatus:
+        """Processes from the pid files and, when any is alive and ``probe``, the brokers' own view."""
+        state = self.state
+        if state is None:
+            return ClusterStatus(str(self.dir), None, None, None)
+        brokers = []
+        for node in state.nodes(self.dir):
+            pid = self.pid(node.node_id)
+            brokers.append(BrokerStatus(node.node_id, node.client.port, pid, pid is not None, str(self.log_file(node.node_id))))
+        live: list[int] = []
+        controller = None
+        if probe and any(b.alive for b in brokers):
+            from emostream.kafka.admin import Admin
+            from emostream.kafka.configuration import ClientConfig
+
+            try:
+                info = Admin(ClientConfig(state.bootstrap(self.dir)), timeout_s=5).cluster_info()
+                live, controller = list(info.broker_ids), info.controller_id
+            except KafkaClientError:
+                pass
+        return ClusterStatus(str(self.dir), state.bootstrap(self.dir), state.kafka_version, state.cluster_id, brokers, live, controller)

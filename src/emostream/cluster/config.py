@@ -1,0 +1,208 @@
+"""KRaft broker configuration, generated as data. Pure: no files, no processes.
+
+One generator serves every deployment: ``kafka up`` (all nodes on one host) and
+``kafka config`` (one host of a multi-host cluster) both build :class:`NodeSpec` values and
+render them with :func:`server_properties`. Listeners are data too, so a secured listener is
+one more :class:`Listener`, not a second template.
+
+Port layout of a local cluster with base port B (default 9092): node i serves clients on
+B+i, its controller on B+100+i and broker-to-broker traffic on B+200+i.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+CONTROLLER_OFFSET = 100
+INTERNAL_OFFSET = 200
+DEFAULT_BASE_PORT = 9092
+DEFAULT_HEAP_MB = 512
+LOCAL_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One Kafka listener: name, security protocol, where it binds, what it advertises."""
+
+    name: str
+    protocol: str
+    bind_host: str
+    port: int
+    advertised_host: str | None = None  # None: not advertised (controller listeners)
+
+    def bind(self) -> str:
+        """``NAME://host:port`` for ``listeners``."""
+        return f"{self.name}://{self.bind_host}:{self.port}"
+
+    def advertised(self) -> str | None:
+        """``NAME://host:port`` for ``advertised.listeners``, or None."""
+        if self.advertised_host is None:
+            return None
+        return f"{self.name}://{self.advertised_host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Voter:
+    """A member of the controller quorum."""
+
+    node_id: int
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.node_id}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Everything that differs between nodes: id, listeners, log dir."""
+
+    node_id: int
+    client: Listener
+    internal: Listener
+    controller: Listener
+    log_dir: str
+    extra_listeners: tuple[Listener, ...] = ()
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        """All listeners, client first."""
+        return (self.client, *self.extra_listeners, self.internal, self.controller)
+
+    @property
+    def client_port(self) -> int:
+        """Port clients bootstrap from."""
+        return self.client.port
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Settings shared by every node of one cluster."""
+
+    cluster_id: str
+    voters: tuple[Voter, ...]
+    brokers: int
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def replication(self) -> int:
+        """Replication for internal topics and the default for new topics: min(3, brokers)."""
+        return default_replication(self.brokers)
+
+
+def default_replication(live_brokers: int) -> int:
+    """min(3, brokers): three copies where possible, never more than there are brokers."""
+    return max(1, min(3, live_brokers))
+
+
+def default_min_insync(replication: int) -> int:
+    """max(1, R-1): one replica may be down and ``acks=all`` writes still succeed."""
+    return max(1, replication - 1)
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22-char URL-safe base64 of a UUID, as kafka-storage makes)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def local_nodes(
+    brokers: int,
+    data_dir: Path,
+    base_port: int = DEFAULT_BASE_PORT,
+    advertise: str | None = None,
+) -> list[NodeSpec]:
+    """Node specs for ``brokers`` nodes on this host.
+
+    Without ``advertise`` the client listener binds loopback only. With it, the client listener
+    binds all interfaces and advertises ``advertise`` so devices elsewhere can connect; the
+    controller and inter-broker listeners stay on loopback either way.
+    """
+    client_bind = "0.0.0.0" if advertise else LOCAL_HOST
+    client_host = advertise or LOCAL_HOST
+    nodes = []
+    for i in range(brokers):
+        nodes.append(
+            NodeSpec(
+                node_id=i,
+                client=Listener("CLIENT", "PLAINTEXT", client_bind, base_port + i, client_host),
+                internal=Listener("INTERNAL", "PLAINTEXT", LOCAL_HOST, base_port + INTERNAL_OFFSET + i, LOCAL_HOST),
+                controller=Listener("CONTROLLER", "PLAINTEXT", LOCAL_HOST, base_port + CONTROLLER_OFFSET + i),
+                log_dir=str(data_dir / f"node-{i}" / "data"),
+            )
+        )
+    return nodes
+
+
+def voters_of(nodes: list[NodeSpec]) -> tuple[Voter, ...]:
+    """The controller quorum when every node is also a controller."""
+    return tuple(Voter(n.node_id, n.controller.advertised_host or n.controller.bind_host, n.controller.port) for n in nodes)
+
+
+def server_properties(node: NodeSpec, cluster: ClusterSettings) -> dict[str, str]:
+    """The ``server.properties`` of one combined broker+controller node, as an ordered dict."""
+    r = cluster.replication
+    props: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": ",".join(str(v) for v in cluster.voters),
+        "listeners": ",".join(listener.bind() for listener in node.listeners),
+        "advertised.listeners": ",".join(a for a in (listener.advertised() for listener in node.listeners) if a),
+        "listener.security.protocol.map": ",".join(f"{listener.name}:{listener.protocol}" for listener in node.listeners),
+        "inter.broker.listener.name": node.internal.name,
+        "controller.listener.names": node.controller.name,
+        "log.dirs": node.log_dir,
+        # Durability: what the original 2-broker setup lacked.
+        "default.replication.factor": str(r),
+        "min.insync.replicas": str(default_min_insync(r)),
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": str(r),
+        "transaction.state.log.replication.factor": str(r),
+        "transaction.state.log.min.isr": str(default_min_insync(r)),
+        "share.coordinator.state.topic.replication.factor": str(r),
+        "share.coordinator.state.topic.min.isr": str(default_min_insync(r)),
+        # Topics are created on purpose (emostream topics ...), never by a typo in a client.
+        "auto.create.topics.enable": "false",
+        # Small-machine settings: three nodes must fit on two cores.
+        "num.network.threads": "2",
+        "num.io.threads": "2",
+        "num.replica.fetchers": "1",
+        "background.threads": "4",
+        "log.cleaner.threads": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.num.partitions": "10",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.segment.bytes": str(128 * 1024 * 1024),
+    }
+    props.update(cluster.overrides)
+    return props
+
+
+def render_properties(props: dict[str, str], header: str = "") -> str:
+    """Java properties text (keys in insertion order)."""
+    lines = [f"# {line}" for line in header.splitlines()] if header else []
+    lines += [f"{k}={_escape(v)}" for k, v in props.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def jvm_options(heap_mb: int = DEFAULT_HEAP_MB) -> list[str]:
+    """JVM flags for one node: a capped heap and a collector suited to a small machine."""
+    return [
+        f"-Xmx{heap_mb}m",
+        f"-Xms{min(heap_mb, 128)}m",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+    ]
+
+
+def with_client_listener(node: NodeSpec, listener: Listener) -> NodeSpec:
+    """The same node with its client listener replaced (e.g. by a SASL_SSL one)."""
+    return replace(node, client=listener)

@@ -1,0 +1,136 @@
+"""Obtain Apache Kafka from Maven Central with ``mvn``, once, into a cache folder.
+
+The cache holds one folder per pinned version with a ``lib/`` of jars and a ``.complete``
+marker written last, so an interrupted fetch is redone and a complete one needs no network.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from emostream.errors import ClusterError, PrerequisiteError
+
+KAFKA_VERSION = "4.2.0"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.25.3"  # matches the log4j-core that kafka_2.13 pulls in; binds slf4j 1.7 to it
+MIN_JAVA = 17
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.emostream</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+def java_version(java: str = "java") -> int | None:
+    """Major version of ``java`` on PATH, or None when there is none."""
+    exe = shutil.which(java)
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_java_version(out.stderr + out.stdout)
+
+
+def parse_java_version(text: str) -> int | None:
+    """Major version from ``java -version`` output (handles both "1.8.0_x" and "17.0.1")."""
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if not m:
+        return None
+    major = int(m.group(1))
+    if major == 1 and m.group(2):
+        return int(m.group(2))
+    return major
+
+
+def require_java() -> str:
+    """Path of a Java 17+ ``java``; PrerequisiteError saying what to install otherwise."""
+    version = java_version()
+    if version is None:
+        raise PrerequisiteError(
+            "Java not found on PATH; Kafka needs Java 17 or newer: install it "
+            "(Debian/Ubuntu: 'sudo apt-get install openjdk-17-jre-headless') and retry"
+        )
+    if version < MIN_JAVA:
+        raise PrerequisiteError(
+            f"Java {version} found, Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+: install a newer JDK "
+            "(Debian/Ubuntu: 'sudo apt-get install openjdk-17-jre-headless') and put it first on PATH"
+        )
+    return shutil.which("java")  # type: ignore[return-value]
+
+
+def kafka_home(cache: Path, version: str = KAFKA_VERSION) -> Path:
+    """Folder of one cached Kafka version."""
+    return cache / f"kafka-{version}"
+
+
+def is_fetched(cache: Path, version: str = KAFKA_VERSION) -> bool:
+    """True when that version is fully in the cache."""
+    return (kafka_home(cache, version) / ".complete").exists()
+
+
+def classpath(cache: Path, version: str = KAFKA_VERSION) -> str:
+    """The ``-cp`` argument for the cached jars."""
+    return str(kafka_home(cache, version) / "lib" / "*")
+
+
+def ensure_kafka(
+    cache: Path,
+    version: str = KAFKA_VERSION,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Make sure Kafka ``version`` is in ``cache`` (fetching it with mvn if not); returns its lib folder."""
+    home = kafka_home(cache, version)
+    lib = home / "lib"
+    if is_fetched(cache, version):
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise PrerequisiteError(
+            f"Kafka {version} is not cached in {home} and Maven ('mvn') is not on PATH to fetch it: "
+            "install Maven (Debian/Ubuntu: 'sudo apt-get install maven') and retry"
+        )
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(_POM.format(scala=SCALA_VERSION, kafka=version, log4j=LOG4J_VERSION))
+    if lib.exists():
+        shutil.rmtree(lib)
+    say(f"fetching Apache Kafka {version} from Maven Central into {home} (once) ...")
+    cmd = [mvn, "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
+           f"-DoutputDirectory={lib}", "-DincludeScope=runtime"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    downloaded = 0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-15:]
+        if "Downloaded from" in line:
+            downloaded += 1
+            if downloaded % 10 == 0:
+                say(f"  ... {downloaded} files downloaded")
+        elif "Copying" in line:
+            pass
+    code = proc.wait()
+    jars = list(lib.glob("*.jar")) if lib.exists() else []
+    if code != 0 or not any(j.name.startswith(f"kafka_{SCALA_VERSION}-") for j in jars):
+        detail = "\n".join(tail)
+        raise ClusterError(
+            f"could not fetch Kafka {version} with Maven (exit {code}); check network access to Maven Central "
+            f"or a mirror in ~/.m2/settings.xml. Last output:\n{detail}"
+        )
+    (home / ".complete").write_text(version + "\n")
+    say(f"Kafka {version} ready: {len(jars)} jars in {lib}")
+    return lib

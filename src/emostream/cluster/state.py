@@ -1,0 +1,64 @@
+"""The local cluster's record on disk (``cluster.json``): what was started where."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from emostream.cluster.config import NodeSpec, local_nodes
+from emostream.errors import ClusterError
+
+STATE_FILE = "cluster.json"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """Fixed at first ``kafka up``; a restart of the same folder reuses it (same ports, same data)."""
+
+    cluster_id: str
+    kafka_version: str
+    brokers: int
+    base_port: int
+    heap_mb: int
+    advertise: str | None = None
+    secure: bool = False
+    version: int = STATE_VERSION
+
+    def nodes(self, directory: Path) -> list[NodeSpec]:
+        """The node specs this state describes."""
+        return local_nodes(self.brokers, directory, self.base_port, self.advertise)
+
+    def bootstrap(self, directory: Path) -> str:
+        """Comma-separated client addresses of every node."""
+        return ",".join(f"{n.client.advertised_host}:{n.client.port}" for n in self.nodes(directory))
+
+
+def load_state(directory: Path) -> ClusterState | None:
+    """The saved state of ``directory``, or None when no cluster was made there."""
+    path = directory / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return ClusterState(**data)
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise ClusterError(f"{path} is damaged ({exc}); remove the folder {directory} to start a new cluster") from exc
+
+
+def save_state(directory: Path, state: ClusterState) -> None:
+    """Write the state atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+    tmp.replace(directory / STATE_FILE)
+
+
+def read_bootstrap(directory: Path) -> str | None:
+    """Bootstrap servers of the cluster made in ``directory``, or None."""
+    try:
+        state = load_state(directory)
+    except ClusterError:
+        return None
+    return state.bootstrap(directory) if state else None
