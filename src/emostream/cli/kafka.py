@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the brokers (default 120)")
     up.set_defaults(func=_up)
 
+    fetch = ops.add_parser("fetch", help="download the pinned Kafka jars into the cache (no cluster started)")
+    fetch.set_defaults(func=_fetch)
+
     status = ops.add_parser("status", parents=[where], help="state of the local cluster")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_status)
@@ -62,6 +65,16 @@ def _up(args: argparse.Namespace) -> int:
     status = cluster.up(args.brokers, args.base_port, args.advertise, args.heap_mb, args.timeout)
     print(f"Kafka {status.kafka_version} up: {len(status.live_brokers)} broker(s), controller {status.controller}, dir {status.dir}")
     print(f"bootstrap servers: {status.bootstrap}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from emostream.cluster import fetch
+    from emostream.config import cache_dir
+
+    fetch.require_java()
+    lib = fetch.ensure_kafka(cache_dir())
+    print(f"Kafka {fetch.KAFKA_VERSION} cached in {lib}")
     return 0
 
 

@@ -1,0 +1,94 @@
+"""Pure tests of config generation, topic planning and version parsing (no broker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emostream.cluster.config import (
+    ClusterSettings,
+    local_nodes,
+    render_properties,
+    server_properties,
+    voters_of,
+)
+from emostream.cluster.fetch import parse_java_version
+from emostream.errors import UsageError
+from emostream.topics import plan_topic
+
+
+def _props(brokers: int, advertise: str | None = None) -> list[dict[str, str]]:
+    nodes = local_nodes(brokers, Path("/data"), 9092, advertise)
+    settings = ClusterSettings("abc", voters_of(nodes), brokers)
+    return [server_properties(n, settings) for n in nodes]
+
+
+def test_two_brokers_reproduce_primary_and_backup() -> None:
+    primary, backup = _props(2)
+    assert (primary["node.id"], backup["node.id"]) == ("0", "1")
+    assert "CLIENT://127.0.0.1:9092" in primary["advertised.listeners"]
+    assert "CLIENT://127.0.0.1:9093" in backup["advertised.listeners"]
+    assert primary["log.dirs"] != backup["log.dirs"]
+    assert primary["controller.quorum.voters"] == backup["controller.quorum.voters"] == "0@127.0.0.1:9192,1@127.0.0.1:9193"
+    assert primary["process.roles"] == "broker,controller"
+    assert "zookeeper.connect" not in primary
+
+
+def test_replication_defaults_follow_broker_count() -> None:
+    one = _props(1)[0]
+    three = _props(3)[0]
+    assert (one["default.replication.factor"], one["min.insync.replicas"]) == ("1", "1")
+    assert (three["default.replication.factor"], three["min.insync.replicas"]) == ("3", "2")
+    assert three["transaction.state.log.replication.factor"] == "3"
+    assert three["transaction.state.log.min.isr"] == "2"
+    assert three["unclean.leader.election.enable"] == "false"
+
+
+def test_advertise_binds_all_interfaces_and_advertises_the_host() -> None:
+    node = _props(1, advertise="203.0.113.7")[0]
+    assert "CLIENT://0.0.0.0:9092" in node["listeners"]
+    assert "CLIENT://203.0.113.7:9092" in node["advertised.listeners"]
+    # Controller and broker-to-broker traffic never leave loopback on a single host.
+    assert "CONTROLLER://127.0.0.1:9192" in node["listeners"]
+    assert "INTERNAL://127.0.0.1:9292" in node["listeners"]
+    assert "CONTROLLER" not in node["advertised.listeners"]
+
+
+def test_render_properties_is_key_value_lines() -> None:
+    text = render_properties({"a": "1", "b.c": "x,y"}, header="hello")
+    assert text == "# hello\na=1\nb.c=x,y\n"
+
+
+@pytest.mark.parametrize(
+    ("live", "partitions", "replication", "want_r", "want_isr"),
+    [(1, None, None, 1, "1"), (2, None, None, 2, "1"), (3, None, None, 3, "2"), (5, 12, None, 3, "2"), (3, 1, 2, 2, "1")],
+)
+def test_plan_topic_defaults(live: int, partitions: int | None, replication: int | None, want_r: int, want_isr: str) -> None:
+    plan = plan_topic("stt.transcripts", live, partitions, replication)
+    assert plan.replication == want_r
+    assert plan.configs["min.insync.replicas"] == want_isr
+    assert plan.configs["unclean.leader.election.enable"] == "false"
+    assert plan.partitions == (partitions or 6)
+
+
+def test_plan_topic_rejects_replication_above_live_brokers_with_a_fix() -> None:
+    with pytest.raises(UsageError) as err:
+        plan_topic("x", 2, replication=3)
+    msg = str(err.value)
+    assert "needs replication 3 but only 2 broker(s) are up" in msg
+    assert "--replication 2" in msg and "kafka up --brokers 3" in msg
+
+
+@pytest.mark.parametrize("name", ["", "bad name", "a/b", "..", "x" * 250])
+def test_plan_topic_rejects_bad_names(name: str) -> None:
+    with pytest.raises(UsageError):
+        plan_topic(name, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "major"),
+    [('openjdk version "17.0.15" 2025-04-15', 17), ('java version "1.8.0_381"', 8), ('openjdk version "21" 2023-09-19', 21), ("garbage", None)],
+)
+def test_parse_java_version(text: str, major: int | None) -> None:
+    assert parse_java_version(text) == major

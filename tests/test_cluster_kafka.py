@@ -1,0 +1,146 @@
+"""The local cluster against real brokers: round trip, topic defaults, a broker killed, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from emostream.cluster import LocalCluster
+from emostream.kafka.admin import Admin
+from emostream.kafka.configuration import ClientConfig
+from emostream.kafka.consumer import committed_consumer
+from emostream.kafka.producer import idempotent_producer
+from emostream.topics import create_topic, plan_topic
+from tests.conftest import free_base_port
+
+pytestmark = pytest.mark.kafka
+
+
+def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> int:
+    producer = idempotent_producer(ClientConfig(bootstrap), **{"message.timeout.ms": 30000})
+    failures: list[str] = []
+    for key, value in records:
+        producer.produce(topic, value=value, key=key, on_delivery=lambda err, msg: err and failures.append(str(err)))
+    assert producer.flush(60) == 0
+    assert not failures, failures
+    return len(records)
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[tuple[bytes, bytes]]:
+    consumer = committed_consumer(ClientConfig(bootstrap), f"reader-{os.urandom(3).hex()}")
+    consumer.subscribe([topic])
+    got: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            got.append((msg.key(), msg.value()))
+    finally:
+        consumer.close()
+    return got
+
+
+def _emostream(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "emostream", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_round_trip_keeps_per_key_order(bootstrap: str, unique_name: str) -> None:
+    admin = Admin(ClientConfig(bootstrap))
+    create_topic(admin, plan_topic(unique_name, admin.live_brokers(), partitions=6))
+    records = [(f"dev-{i % 5}".encode(), f"{i}".encode()) for i in range(500)]
+    _produce(bootstrap, unique_name, records)
+    got = _consume_all(bootstrap, unique_name, len(records))
+    assert sorted(got) == sorted(records)
+    for dev in {k for k, _ in records}:
+        seq = [int(v) for k, v in got if k == dev]
+        assert seq == sorted(seq), f"order broken for {dev!r}"
+
+
+def test_topic_defaults_are_visible_through_the_admin_api(bootstrap: str, unique_name: str) -> None:
+    result = _emostream("topics", "create", unique_name, "--bootstrap", bootstrap)
+    assert result.returncode == 0, result.stderr
+    info = Admin(ClientConfig(bootstrap)).describe_topic(unique_name)
+    assert (info.partitions, info.replication) == (6, 3)
+    assert info.configs["min.insync.replicas"] == "2"
+    assert info.configs["unclean.leader.election.enable"] == "false"
+
+
+def test_replication_above_live_brokers_is_a_clear_error(bootstrap: str, unique_name: str) -> None:
+    result = _emostream("topics", "create", unique_name, "--replication", "4", "--bootstrap", bootstrap)
+    assert result.returncode == 2
+    assert "needs replication 4 but only 3 broker(s) are up" in result.stderr
+    assert unique_name not in Admin(ClientConfig(bootstrap)).topic_names()
+
+
+def test_killed_broker_does_not_stop_acks_all_writes_and_rejoins(kafka_cluster: LocalCluster, unique_name: str) -> None:
+    bootstrap = kafka_cluster.bootstrap
+    admin = Admin(ClientConfig(bootstrap))
+    create_topic(admin, plan_topic(unique_name, 3, partitions=3, replication=3))
+    _produce(bootstrap, unique_name, [(b"k", b"before")])
+    victim = 1
+    assert kafka_cluster.stop_node(victim, sig=signal.SIGKILL)
+    try:
+        # RF=3, min.insync=2: one broker down, acks=all writes still succeed and reads still work.
+        written = _produce(bootstrap, unique_name, [(f"k{i}".encode(), b"during") for i in range(200)])
+        got = _consume_all(bootstrap, unique_name, written + 1)
+        assert len(got) == written + 1
+    finally:
+        kafka_cluster.start_node(victim)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and admin.live_brokers() < 3:
+        time.sleep(0.5)
+    assert admin.live_brokers() == 3
+    status = kafka_cluster.status()
+    assert all(b.alive for b in status.brokers)
+
+
+def test_cli_up_twice_down_twice_and_port_in_use(tmp_path: Path) -> None:
+    env = {**os.environ, "EMOSTREAM_HOME": str(tmp_path / "home")}
+    cluster_dir = tmp_path / "c1"
+    base = free_base_port(1)
+    try:
+        first = _emostream("kafka", "up", "--dir", str(cluster_dir), "--base-port", str(base), "--heap-mb", "256", env=env)
+        assert first.returncode == 0, first.stderr
+        assert f"bootstrap servers: 127.0.0.1:{base}" in first.stdout
+        second = _emostream("kafka", "up", "--dir", str(cluster_dir), env=env)
+        assert second.returncode == 0, second.stderr
+        assert "already running" in second.stderr
+        status = _emostream("kafka", "status", "--json", "--dir", str(cluster_dir), env=env)
+        assert status.returncode == 0
+        assert '"alive": true' in status.stdout
+
+        # Another cluster asking for the same ports is refused with a clear message.
+        clash = _emostream("kafka", "up", "--dir", str(tmp_path / "c2"), "--base-port", str(base), env=env)
+        assert clash.returncode == 1
+        assert f"port {base}" in clash.stderr and "already in use" in clash.stderr
+    finally:
+        down = _emostream("kafka", "down", "--dir", str(cluster_dir), env=env)
+    assert down.returncode == 0 and "stopped broker(s) [0]" in down.stdout
+    again = _emostream("kafka", "down", "--dir", str(cluster_dir), env=env)
+    assert again.returncode == 0 and "was not running" in again.stdout
+    assert not LocalCluster(cluster_dir).status(probe=False).running
+
+
+def test_cli_without_java_says_what_to_install(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "EMOSTREAM_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [str(bin_dir / "python"), "-m", "emostream", "kafka", "up", "--dir", str(tmp_path / "c")],
+        capture_output=True, text=True, env={**env, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Java not found on PATH" in result.stderr
+    assert "openjdk-17" in result.stderr
+    assert not (tmp_path / "c").exists()
