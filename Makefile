@@ -1,0 +1,31 @@
+# Two entry points: `make demo` runs the pipeline, `make test` runs the test suite.
+# Both set up everything first (venv in .venv, the package, the Kafka jars).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRAS := test,edge,dashboard
+
+.PHONY: install kafka sysdeps demo test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@touch $@
+
+kafka: install
+	$(BIN)/emostream kafka fetch
+
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+demo: install kafka
+	$(BIN)/emostream demo
+
+test: install sysdeps kafka
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts
