@@ -37,6 +37,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     down = ops.add_parser("down", parents=[where], help="stop the local cluster cleanly")
     down.set_defaults(func=_down)
 
+    config = ops.add_parser("config", help="write one host's config of a multi-host cluster (properties, systemd unit, format script)")
+    config.add_argument("--node-id", type=int, required=False, help="this host's node id")
+    config.add_argument("--controllers", metavar="ID@HOST:PORT,...", help="the controller quorum: every node, e.g. 0@10.0.0.1:9192,1@10.0.0.2:9192,2@10.0.0.3:9192")
+    config.add_argument("--advertise", metavar="HOST", help="address other hosts and clients use for this host")
+    config.add_argument("--listen", metavar="HOST", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    config.add_argument("--cluster-id", help="the id all nodes share (make one with --new-cluster-id)")
+    config.add_argument("--new-cluster-id", action="store_true", help="print a fresh cluster id and exit")
+    config.add_argument("--base-port", type=int, default=9092, help="client port (controller +100, inter-broker +200; default 9092)")
+    config.add_argument("--heap-mb", type=int, default=512, help="JVM heap in MB (default 512)")
+    config.add_argument("--data-dir", default="/var/lib/emostream-kafka/data", help="log.dirs on the host")
+    config.add_argument("--install-dir", default="/etc/emostream-kafka", help="where the files go on the host")
+    config.add_argument("--kafka-lib", default="/opt/emostream/kafka/lib",
+                        help="folder of Kafka jars on the host (default /opt/emostream/kafka/lib; copy them from 'emostream kafka fetch')")
+    config.add_argument("--user", default="kafka", help="system user the broker runs as (default kafka)")
+    config.add_argument("--java", default=None, help="java executable on the host (default: the one on PATH)")
+    config.add_argument("--out", type=Path, help="folder to write the files into")
+    config.set_defaults(func=_config)
+
     topics = sub.add_parser("topics", help="create the pipeline's topics")
     tops = topics.add_subparsers(dest="op", metavar="OP")
     tops.required = True
@@ -75,6 +93,33 @@ def _fetch(args: argparse.Namespace) -> int:
     fetch.require_java()
     lib = fetch.ensure_kafka(cache_dir())
     print(f"Kafka {fetch.KAFKA_VERSION} cached in {lib}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import shutil
+
+    from emostream.cluster import fetch
+    from emostream.cluster.config import new_cluster_id
+    from emostream.cluster.hostconfig import write_host_config
+    from emostream.config import cache_dir
+    from emostream.errors import UsageError
+
+    if args.new_cluster_id:
+        print(new_cluster_id())
+        return 0
+    missing = [f"--{n.replace('_', '-')}" for n in ("node_id", "controllers", "advertise", "cluster_id", "out") if getattr(args, n) is None]
+    if missing:
+        raise UsageError(f"kafka config needs {', '.join(missing)} (see 'emostream kafka config --help')")
+    classpath = f"{args.kafka_lib}/*"
+    bundle = write_host_config(
+        args.out, args.node_id, args.controllers, args.advertise, args.cluster_id, args.listen, args.base_port,
+        args.heap_mb, args.data_dir, args.install_dir, args.java or shutil.which("java") or "/usr/bin/java", classpath, args.user,
+    )
+    print(f"wrote {bundle.properties}, {bundle.log4j}, {bundle.unit}, {bundle.format_script}")
+    print(f"on the host: copy the Kafka jars ({fetch.classpath(cache_dir())[:-2]}) to {args.kafka_lib},")
+    print(f"copy server.properties and log4j2.properties to {args.install_dir}/, run format-storage.sh once,")
+    print("then: sudo cp emostream-kafka.service /etc/systemd/system/ && sudo systemctl enable --now emostream-kafka")
     return 0
 
 

@@ -24,6 +24,7 @@ from emostream.cluster import fetch
 from emostream.cluster.config import (
     DEFAULT_BASE_PORT,
     DEFAULT_HEAP_MB,
+    LOG4J2_PROPERTIES,
     ClusterSettings,
     NodeSpec,
     jvm_options,
@@ -37,18 +38,6 @@ from emostream.config import cache_dir
 from emostream.errors import ClusterError, KafkaClientError, PortInUseError, UsageError
 
 MAX_BROKERS = 9
-_LOG4J2 = """status = warn
-appender.out.type = Console
-appender.out.name = out
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = out
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-logger.zk.name = org.apache.kafka.clients
-logger.zk.level = WARN
-"""
 
 # Children this process started; reaped so a killed broker does not linger as a zombie that
 # still answers kill(pid, 0).
@@ -274,7 +263,7 @@ class LocalCluster:
 
     def _write_configs(self, state: ClusterState, nodes: list[NodeSpec]) -> None:
         settings = self._settings(state, nodes)
-        (self.dir / "log4j2.properties").write_text(_LOG4J2)
+        (self.dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         for node in nodes:
             self._node_dir(node.node_id).mkdir(parents=True, exist_ok=True)
             text = render_properties(server_properties(node, settings), header="written by 'emostream kafka up'; regenerated on every start")

@@ -22,6 +22,20 @@ DEFAULT_BASE_PORT = 9092
 DEFAULT_HEAP_MB = 512
 LOCAL_HOST = "127.0.0.1"
 
+# Logs go to stdout; the launcher (kafka up, systemd) decides where stdout is kept.
+LOG4J2_PROPERTIES = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = out
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+"""
+
 
 @dataclass(frozen=True)
 class Listener:
@@ -206,3 +220,81 @@ def jvm_options(heap_mb: int = DEFAULT_HEAP_MB) -> list[str]:
 def with_client_listener(node: NodeSpec, listener: Listener) -> NodeSpec:
     """The same node with its client listener replaced (e.g. by a SASL_SSL one)."""
     return replace(node, client=listener)
+
+
+# ---- one host of a multi-host cluster (``emostream kafka config``) ------------------------
+
+
+def parse_voters(spec: str) -> tuple[Voter, ...]:
+    """``0@10.0.0.1:9192,1@10.0.0.2:9192`` → voters; UsageError naming the bad entry."""
+    from emostream.errors import UsageError
+
+    voters = []
+    for entry in (e.strip() for e in spec.split(",") if e.strip()):
+        try:
+            node, address = entry.split("@", 1)
+            host, port = address.rsplit(":", 1)
+            voters.append(Voter(int(node), host.strip("[]"), int(port)))
+        except ValueError:
+            raise UsageError(f"--controllers entry '{entry}' is not ID@HOST:PORT (e.g. 0@10.0.0.1:9192)") from None
+    if not voters:
+        raise UsageError("--controllers needs at least one ID@HOST:PORT")
+    ids = [v.node_id for v in voters]
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"--controllers lists a node id twice: {ids}")
+    return tuple(voters)
+
+
+def host_node(
+    node_id: int,
+    voters: tuple[Voter, ...],
+    advertise: str,
+    listen: str = "0.0.0.0",
+    base_port: int = DEFAULT_BASE_PORT,
+    data_dir: str = "/var/lib/emostream-kafka/data",
+) -> NodeSpec:
+    """The node that runs on one host of a multi-host cluster.
+
+    Every host uses the same ports as node 0 of a local cluster (clients B, controller B+100,
+    brokers B+200), and its controller port must match its entry in ``voters``.
+    """
+    from emostream.errors import UsageError
+
+    mine = [v for v in voters if v.node_id == node_id]
+    if not mine:
+        raise UsageError(f"--node-id {node_id} is not in --controllers ({', '.join(str(v) for v in voters)})")
+    controller_port = mine[0].port
+    return NodeSpec(
+        node_id=node_id,
+        client=Listener("CLIENT", "PLAINTEXT", listen, base_port, advertise),
+        internal=Listener("INTERNAL", "PLAINTEXT", listen, base_port + INTERNAL_OFFSET, advertise),
+        controller=Listener("CONTROLLER", "PLAINTEXT", listen, controller_port),
+        log_dir=data_dir,
+    )
+
+
+def systemd_unit(
+    java: str, classpath: str, config_path: str, heap_mb: int = DEFAULT_HEAP_MB, log4j: str | None = None, user: str = "kafka"
+) -> str:
+    """A systemd unit that runs one Kafka node with our JVM options and a restart policy."""
+    opts = " ".join(jvm_options(heap_mb))
+    log_opt = f" -Dlog4j2.configurationFile={log4j}" if log4j else ""
+    return f"""[Unit]
+Description=Apache Kafka (KRaft) node, configured by emostream
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+User={user}
+ExecStart={java} {opts}{log_opt} -cp "{classpath}" kafka.Kafka {config_path}
+Restart=on-failure
+RestartSec=5
+TimeoutStopSec=120
+LimitNOFILE=100000
+KillSignal=SIGTERM
+SuccessExitStatus=143
+
+[Install]
+WantedBy=multi-user.target
+"""

@@ -1,0 +1,94 @@
+"""Test hosts in network namespaces: several "machines" on one bridge, each with its own IP.
+
+Only for tests, run as root. Every name carries a random tag so parallel runs never clash,
+and ``close()`` removes everything that was made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def netns_unavailable() -> str | None:
+    """Why namespaces cannot be made here, or None when they can."""
+    if os.geteuid() != 0:
+        return "network-namespace tests need root (CI runs as root)"
+    if shutil.which("ip") is None:
+        return "iproute2 ('ip') is not installed"
+    probe = f"emoprobe{os.getpid() % 10000}"
+    made = _ip("netns", "add", probe, check=False)
+    if made.returncode != 0:
+        return f"cannot create network namespaces: {made.stderr.strip()}"
+    _ip("netns", "del", probe, check=False)
+    return None
+
+
+@dataclass
+class NetnsLab:
+    """A bridge on 10.213.<n>.0/24 with the root namespace at .1 and host i at .(10+i)."""
+
+    hosts: int
+    tag: str = field(default_factory=lambda: os.urandom(2).hex())
+    subnet: int = field(default_factory=lambda: 100 + int.from_bytes(os.urandom(1), "big") % 100)
+    _made: list[str] = field(default_factory=list)
+
+    @property
+    def bridge(self) -> str:
+        return f"emb{self.tag}"
+
+    def ns(self, i: int) -> str:
+        """Namespace name of host ``i``."""
+        return f"emo{self.tag}h{i}"
+
+    def veth(self, i: int) -> str:
+        """Root-side end of host ``i``'s cable."""
+        return f"emv{self.tag}{i}"
+
+    def ip(self, i: int) -> str:
+        """Address of host ``i``."""
+        return f"10.213.{self.subnet}.{10 + i}"
+
+    def open(self) -> "NetnsLab":
+        """Create the bridge and the hosts."""
+        _ip("link", "add", self.bridge, "type", "bridge")
+        self._made.append("bridge")
+        _ip("addr", "add", f"10.213.{self.subnet}.1/24", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for i in range(self.hosts):
+            ns = self.ns(i)
+            _ip("netns", "add", ns)
+            self._made.append(ns)
+            _ip("link", "add", self.veth(i), "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "set", self.veth(i), "master", self.bridge)
+            _ip("link", "set", self.veth(i), "up")
+            _ip("-n", ns, "addr", "add", f"{self.ip(i)}/24", "dev", "eth0")
+            _ip("-n", ns, "link", "set", "eth0", "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            _ip("-n", ns, "route", "add", "default", "via", f"10.213.{self.subnet}.1")
+        return self
+
+    def cmd(self, i: int, argv: list[str]) -> list[str]:
+        """``argv`` wrapped to run inside host ``i``."""
+        return ["ip", "netns", "exec", self.ns(i), *argv]
+
+    def cut(self, i: int) -> None:
+        """Unplug host ``i``: its cable goes down, nothing reaches it or leaves it."""
+        _ip("link", "set", self.veth(i), "down")
+
+    def heal(self, i: int) -> None:
+        """Plug host ``i`` back in."""
+        _ip("link", "set", self.veth(i), "up")
+
+    def close(self) -> None:
+        """Remove every namespace, cable and the bridge."""
+        for i in range(self.hosts):
+            _ip("link", "del", self.veth(i), check=False)
+            _ip("netns", "del", self.ns(i), check=False)
+        _ip("link", "del", self.bridge, check=False)
