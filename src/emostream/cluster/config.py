@@ -298,3 +298,15 @@ SuccessExitStatus=143
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def container_env(props: dict[str, str]) -> dict[str, str]:
+    """Properties as the official ``apache/kafka`` image's environment (``log.dirs`` → ``KAFKA_LOG_DIRS``)."""
+    return {"KAFKA_" + k.replace("-", "___").replace("_", "__").replace(".", "_").upper(): v for k, v in props.items()}
+
+
+def compose_nodes(brokers: int = 3, base_port: int = DEFAULT_BASE_PORT) -> tuple[list[NodeSpec], tuple[Voter, ...]]:
+    """Nodes of the compose/Kubernetes-style cluster: host ``kafka-<i>`` runs node i."""
+    voters = tuple(Voter(i, f"kafka-{i}", base_port + CONTROLLER_OFFSET) for i in range(brokers))
+    nodes = [host_node(i, voters, f"kafka-{i}", "0.0.0.0", base_port, "/var/lib/kafka/data") for i in range(brokers)]
+    return nodes, voters
