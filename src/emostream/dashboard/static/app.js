@@ -10,7 +10,7 @@
   const W = 200, H = 40;
 
   let classes = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"];
-  let historyS = 600, bucketS = 5;
+  let historyS = 600, bucketS = 5, startedAt = Date.now() / 1000;
   const devices = new Map();  // id -> {view, points: [{t, scores}], el, dirty}
   let feed = [];
   let summary = null;
@@ -57,6 +57,7 @@
     classes = snap.classes;
     historyS = snap.history_s;
     bucketS = snap.bucket_s;
+    startedAt = snap.summary.started_at;
     for (const d of devices.values()) d.el.remove();
     devices.clear();
     for (const v of snap.devices) upsertDevice(v, v.timeline || []);
@@ -172,11 +173,19 @@
     p.utt.textContent = latest.text;
     p.utt.title = latest.text;
     latest.scores.forEach((s, i) => { p.bars.children[i].style.width = `${(s * 100).toFixed(1)}%`; });
-    const start = now - historyS;
-    while (d.points.length && d.points[0].t + bucketS < start) d.points.shift();
-    const xs = d.points.map((pt) => (((pt.t + bucketS / 2 - start) / historyS) * W).toFixed(1));
+    while (d.points.length && d.points[0].t + bucketS < now - historyS) d.points.shift();
+    // The x axis grows with the dashboard's age up to the history window, so a young dashboard
+    // does not squeeze its few points into the right edge.
+    const span = Math.min(historyS, Math.max(60, now - startedAt));
+    const start = now - span;
+    const x = (t) => Math.max(0, ((t - start) / span) * W).toFixed(1);
+    // One bucket is drawn as a flat segment across its width, more as a line through their middles.
+    const pts = d.points.length === 1
+      ? [[d.points[0].t, d.points[0]], [d.points[0].t + bucketS, d.points[0]]]
+      : d.points.map((pt) => [pt.t + bucketS / 2, pt]);
+    const xs = pts.map(([t]) => x(t));
     p.lines.forEach((line, i) => {
-      line.setAttribute("points", d.points.map((pt, j) => `${xs[j]},${(H - pt.scores[i] * (H - 2) - 1).toFixed(1)}`).join(" "));
+      line.setAttribute("points", pts.map(([, pt], j) => `${xs[j]},${(H - pt.scores[i] * (H - 2) - 1).toFixed(1)}`).join(" "));
     });
   }
 
@@ -187,9 +196,10 @@
       const e = feed[i];
       const li = el("li");
       const who = el("span", "who"); who.textContent = e.device_id;
+      const when = el("time", "when"); when.textContent = new Date(e.received_at * 1000).toLocaleTimeString();
       const label = el("span", "label"); label.dataset.label = known(e.label); label.textContent = known(e.label);
       const text = el("span", "text"); text.textContent = e.text;
-      li.append(who, label, text);
+      li.append(who, when, label, text);
       rows.push(li);
     }
     list.replaceChildren(...rows);
@@ -219,7 +229,7 @@
       chip.append(sw, name, n);
       counts.append(chip);
     }
-    $("legend").textContent = `Timeline: mean score per ${Math.round(bucketS)} s over the last ${Math.round(historyS / 60)} min, one line per emotion.`;
+    $("legend").textContent = `Timeline: mean score per ${Math.round(bucketS)} s, up to the last ${Math.round(historyS / 60)} min, one line per emotion; the bar shows the latest scores.`;
   }
 
   connect();
