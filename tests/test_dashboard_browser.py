@@ -69,7 +69,9 @@ def wait_stream_state(page: Any, state: str, timeout_s: float = 15) -> None:
 
 
 def _worker_available() -> bool:
-    return importlib.util.find_spec("emostream.worker") is not None
+    """True once 'emostream worker' is a working command (not merely a half-built package on disk)."""
+    probe = subprocess.run([sys.executable, "-m", "emostream", "worker", "--help"], capture_output=True, timeout=60)
+    return probe.returncode == 0
 
 
 def _create_topics(bootstrap: str, names: list[str]) -> Any:

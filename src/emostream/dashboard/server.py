@@ -121,8 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.dashboard.state
         try:
             if url.path in _STATIC:
-                name, ctype = _STATIC[url.path]
-                self._send(200, ctype, resources.files("emostream.dashboard").joinpath("static", name).read_bytes())
+                self._static(*_STATIC[url.path])
             elif url.path == "/api/stream":
                 self._stream()
             elif url.path == "/api/devices":
@@ -144,6 +143,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json({"error": f"no such page: {url.path}"}, 404)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away
+
+    def _static(self, name: str, ctype: str) -> None:
+        try:
+            body = resources.files("emostream.dashboard").joinpath("static", name).read_bytes()
+        except FileNotFoundError:
+            msg = (f"the dashboard's page file static/{name} is missing from this install; "
+                   "the package data 'emostream/dashboard/static/*' must be installed with it")
+            log.error(msg)
+            self._send(500, "text/plain; charset=utf-8", msg.encode())
+            return
+        self._send(200, ctype, body)
 
     def _send(self, code: int, ctype: str, body: bytes) -> None:
         self.send_response(code)
