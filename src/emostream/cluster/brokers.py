@@ -8,6 +8,7 @@ never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emostream.cluster import fetch
 from emostream.cluster.config import (
@@ -36,6 +37,9 @@ from emostream.cluster.config import (
 from emostream.cluster.state import ClusterState, load_state, save_state
 from emostream.config import cache_dir
 from emostream.errors import ClusterError, KafkaClientError, PortInUseError, UsageError
+
+if TYPE_CHECKING:
+    from emostream.kafka.configuration import ClientConfig
 
 MAX_BROKERS = 9
 
@@ -198,22 +202,28 @@ class LocalCluster:
         advertise: str | None = None,
         heap_mb: int | None = None,
         timeout_s: float = 120.0,
+        secure: bool = False,
     ) -> ClusterStatus:
         """Start the cluster (creating it on first use) and wait until all brokers are live.
 
         On a folder that already holds a cluster, the same cluster restarts: same ids, ports and
         data. Asking for a different shape there is an error rather than a silent change.
+        ``secure`` (SASL_SSL clients, mTLS between nodes, ACLs) is chosen at creation and kept.
         """
         fetch.require_java()
         fetch.ensure_kafka(self.cache, progress=self._say)
         state = self.state
         if state is None:
-            state = self._create(brokers or 1, base_port or DEFAULT_BASE_PORT, advertise, heap_mb or DEFAULT_HEAP_MB)
+            state = self._create(brokers or 1, base_port or DEFAULT_BASE_PORT, advertise, heap_mb or DEFAULT_HEAP_MB, secure)
         else:
-            self._check_same_shape(state, brokers, base_port, advertise)
+            self._check_same_shape(state, brokers, base_port, advertise, secure or None)
             if heap_mb and heap_mb != state.heap_mb:
                 state = ClusterState(**{**state.__dict__, "heap_mb": heap_mb})
                 save_state(self.dir, state)
+        if state.secure:
+            from emostream.security.files import ensure_cluster_material
+
+            ensure_cluster_material(self.dir, state.bootstrap(self.dir), state.advertise)
         nodes = state.nodes(self.dir)
         to_start = [n for n in nodes if self.pid(n.node_id) is None]
         if not to_start:
@@ -226,21 +236,23 @@ class LocalCluster:
         self.wait_ready(len(nodes), timeout_s)
         return self.status()
 
-    def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int) -> ClusterState:
+    def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int, secure: bool = False) -> ClusterState:
         if not 1 <= brokers <= MAX_BROKERS:
             raise UsageError(f"--brokers must be between 1 and {MAX_BROKERS}, got {brokers}")
         if not 1024 <= base_port <= 65535 - 300:
             raise UsageError(f"--base-port must be between 1024 and {65535 - 300}, got {base_port}")
         if heap_mb < 128:
             raise UsageError(f"--heap-mb must be at least 128, got {heap_mb}")
-        if self.dir.exists() and any(self.dir.iterdir()):
+        # A CA made beforehand with 'emostream certs init' may already be there.
+        if self.dir.exists() and any(p.name != "security" for p in self.dir.iterdir()):
             raise ClusterError(f"{self.dir} is not empty and holds no emostream cluster; pick another --dir")
-        state = ClusterState(new_cluster_id(), fetch.KAFKA_VERSION, brokers, base_port, heap_mb, advertise)
+        state = ClusterState(new_cluster_id(), fetch.KAFKA_VERSION, brokers, base_port, heap_mb, advertise, secure)
         save_state(self.dir, state)
         return state
 
-    def _check_same_shape(self, state: ClusterState, brokers: int | None, base_port: int | None, advertise: str | None) -> None:
-        wanted = {"brokers": brokers, "base_port": base_port, "advertise": advertise}
+    def _check_same_shape(self, state: ClusterState, brokers: int | None, base_port: int | None, advertise: str | None,
+                          secure: bool | None = None) -> None:
+        wanted = {"brokers": brokers, "base_port": base_port, "advertise": advertise, "secure": secure}
         for key, value in wanted.items():
             if value is not None and value != getattr(state, key):
                 raise UsageError(
@@ -259,7 +271,14 @@ class LocalCluster:
                     )
 
     def _settings(self, state: ClusterState, nodes: list[NodeSpec]) -> ClusterSettings:
-        return ClusterSettings(state.cluster_id, voters_of(nodes), state.brokers)
+        overrides: dict[str, str] = {}
+        if state.secure:
+            from emostream.security.files import SecurityFiles
+            from emostream.security.listeners import secure_properties
+
+            files = SecurityFiles.of_cluster(self.dir)
+            overrides = secure_properties(nodes[0], files.broker_pem, files.ca.cert_path)
+        return ClusterSettings(state.cluster_id, voters_of(nodes), state.brokers, overrides)
 
     def _write_configs(self, state: ClusterState, nodes: list[NodeSpec]) -> None:
         settings = self._settings(state, nodes)
@@ -281,10 +300,22 @@ class LocalCluster:
         ]
 
     def _format(self, state: ClusterState, nodes: list[NodeSpec]) -> None:
+        with contextlib.ExitStack() as stack:
+            extra: list[str] = []
+            if state.secure and nodes:
+                # The admin's SCRAM credential is part of the initial metadata, as the quorum is.
+                from emostream.security.files import SecurityFiles, scram_format_args
+                from emostream.security.profile import read_profile
+
+                files = SecurityFiles.of_cluster(self.dir)
+                extra = stack.enter_context(scram_format_args(files, read_profile(files.admin_profile)["password"]))
+            self._format_nodes(state, nodes, extra)
+
+    def _format_nodes(self, state: ClusterState, nodes: list[NodeSpec], extra: list[str]) -> None:
         procs = []
         for node in nodes:
             cmd = self._java(state, "kafka.tools.StorageTool",
-                             ["format", "-t", state.cluster_id, "-c", str(self._config_file(node.node_id)), "--ignore-formatted"], 256)
+                             ["format", "-t", state.cluster_id, "-c", str(self._config_file(node.node_id)), "--ignore-formatted", *extra], 256)
             procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
         for node, proc in procs:
             out, _ = proc.communicate(timeout=120)
@@ -315,7 +346,6 @@ class LocalCluster:
     def wait_ready(self, brokers: int, timeout_s: float = 120.0) -> None:
         """Block until the cluster reports ``brokers`` live brokers and a controller."""
         from emostream.kafka.admin import Admin
-        from emostream.kafka.configuration import ClientConfig
 
         state = self._require_state()
         deadline = time.monotonic() + timeout_s
@@ -329,7 +359,7 @@ class LocalCluster:
                         + self._log_tail(node.node_id)
                     )
             try:
-                admin = admin or Admin(ClientConfig(state.bootstrap(self.dir)), timeout_s=3)
+                admin = admin or Admin(self.client_config(), timeout_s=3)
                 info = admin.cluster_info()
                 if len(info.broker_ids) >= brokers and info.controller_id is not None:
                     return
@@ -389,11 +419,27 @@ class LocalCluster:
         controller = None
         if probe and any(b.alive for b in brokers):
             from emostream.kafka.admin import Admin
-            from emostream.kafka.configuration import ClientConfig
 
             try:
-                info = Admin(ClientConfig(state.bootstrap(self.dir)), timeout_s=5).cluster_info()
+                info = Admin(self.client_config(), timeout_s=5).cluster_info()
                 live, controller = list(info.broker_ids), info.controller_id
             except KafkaClientError:
                 pass
-        return ClusterStatus(str(self.dir), state.bootstrap(self.dir), state.kafka_version, state.cluster_id, brokers, live, controller)
+        extra: dict[str, Any] = {"secure": state.secure}
+        if state.secure:
+            from emostream.security.files import SecurityFiles
+
+            extra["admin_profile"] = str(SecurityFiles.of_cluster(self.dir).admin_profile)
+        return ClusterStatus(str(self.dir), state.bootstrap(self.dir), state.kafka_version, state.cluster_id, brokers, live,
+                             controller, extra)
+
+    def client_config(self) -> "ClientConfig":
+        """How to reach this cluster as its administrator: plain bootstrap, or the admin profile when secure."""
+        from emostream.kafka.configuration import ClientConfig
+
+        state = self._require_state()
+        if state.secure:
+            from emostream.security.files import SecurityFiles
+
+            return ClientConfig.resolve(None, str(SecurityFiles.of_cluster(self.dir).admin_profile))
+        return ClientConfig(state.bootstrap(self.dir))

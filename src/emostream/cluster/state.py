@@ -28,7 +28,12 @@ class ClusterState:
 
     def nodes(self, directory: Path) -> list[NodeSpec]:
         """The node specs this state describes."""
-        return local_nodes(self.brokers, directory, self.base_port, self.advertise)
+        nodes = local_nodes(self.brokers, directory, self.base_port, self.advertise)
+        if self.secure:
+            from emostream.security.listeners import secure_node
+
+            nodes = [secure_node(n) for n in nodes]
+        return nodes
 
     def bootstrap(self, directory: Path) -> str:
         """Comma-separated client addresses of every node."""
