@@ -48,3 +48,27 @@ class ModelError(EmostreamError):
 
 class DataError(UsageError):
     """A labelled data file (eval, train) is malformed."""
+
+
+class WorkerError(EmostreamError):
+    """The classifier worker cannot go on."""
+
+
+class TransactionError(WorkerError):
+    """A Kafka transaction of the worker failed."""
+
+
+class TransactionAborted(TransactionError):
+    """The transaction was aborted and the consumer rewound; the batch will be read and processed again."""
+
+
+class TransactionFatal(TransactionError):
+    """The producer cannot continue (fenced, fatal broker error): the worker must exit non-zero."""
+
+    exit_code = 3
+
+
+class InvalidOffset(WorkerError):
+    """An offset to commit would move backwards: a bug that would re-deliver or skip records."""
+
+    exit_code = 3

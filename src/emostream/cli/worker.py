@@ -1,0 +1,98 @@
+"""``emostream worker`` (the classifier worker) and ``emostream demo`` (everything, locally)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP
+from emostream.errors import UsageError
+from emostream.events import DEFAULT_MAX_TEXT_BYTES
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the ``worker`` and ``demo`` commands."""
+    w = sub.add_parser("worker", parents=[common], help="the classifier worker: transcripts → emotion events, exactly once")
+    w.add_argument("--source-topic", default=TRANSCRIPTS_TOPIC, help=f"transcripts topic (default {TRANSCRIPTS_TOPIC})")
+    w.add_argument("--target-topic", default=EMOTIONS_TOPIC, help=f"emotion events topic (default {EMOTIONS_TOPIC})")
+    w.add_argument("--group", default=WORKER_GROUP, help=f"consumer group (default {WORKER_GROUP})")
+    w.add_argument("--model", default=None, help="model name or folder, hf:PATH, or python:MODULE:FACTORY (default: the shipped model)")
+    w.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: automatic)")
+    w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
+    w.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a batch waits to fill after its first record (default 20)")
+    w.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES, help="longer transcripts go to the DLQ (default 8192)")
+    w.add_argument("--instance-id", default=None, help="stable name of this instance (default HOST-PID); part of the transactional.id")
+    w.add_argument("--assignment", choices=["cooperative-sticky", "range", "roundrobin"], default="cooperative-sticky",
+                   help="partition assignment strategy (default cooperative-sticky)")
+    w.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
+    w.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines on stderr (default text)")
+    w.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    w.set_defaults(func=_run_worker)
+
+    d = sub.add_parser("demo", parents=[common], help="local Kafka + topics + worker + simulated devices, live output")
+    d.add_argument("--devices", type=int, default=4, help="simulated devices (default 4)")
+    d.add_argument("--rate", type=float, default=0.5, help="utterances per second per device (default 0.5)")
+    d.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    d.add_argument("--model", default=None, help="model for the worker (default: the shipped model)")
+    d.add_argument("--keep-cluster", action="store_true", help="leave the demo's Kafka running at the end")
+    d.set_defaults(func=_run_demo)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.batch_max < 1:
+        raise UsageError(f"--batch-max must be at least 1, got {args.batch_max}")
+    if args.batch_wait_ms < 0:
+        raise UsageError(f"--batch-wait-ms must not be negative, got {args.batch_wait_ms}")
+    if args.max_text_bytes < 1:
+        raise UsageError(f"--max-text-bytes must be at least 1, got {args.max_text_bytes}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError(f"--metrics-port must be between 0 and 65535, got {args.metrics_port}")
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from emostream.kafka.configuration import ClientConfig
+    from emostream.worker import Worker, WorkerSettings
+    from emostream.worker.health import HealthServer
+    from emostream.worker.logs import setup_logging
+    from emostream.worker.model import load_model
+
+    _check(args)
+    setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    settings = WorkerSettings(
+        source_topic=args.source_topic,
+        target_topic=args.target_topic,
+        group=args.group,
+        batch_max=args.batch_max,
+        batch_wait_ms=args.batch_wait_ms,
+        max_text_bytes=args.max_text_bytes,
+        instance_id=args.instance_id,
+        assignment_strategy=args.assignment,
+    )
+    worker = Worker(ClientConfig.resolve(args.bootstrap, args.security_profile), load_model(args.model, args.threads), settings)
+    worker.check_topics()
+    server = None
+    if args.metrics_port is not None:
+        try:
+            server = HealthServer(worker.metrics, worker.healthy, args.metrics_port)
+        except OSError as exc:
+            raise UsageError(f"cannot serve metrics on port {args.metrics_port}: {exc.strerror}; pick another --metrics-port") from exc
+        logging.getLogger("emostream.worker").info("metrics on http://0.0.0.0:%d/metrics, health on /healthz", server.port)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    try:
+        worker.run()
+    finally:
+        if server is not None:
+            server.close()
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from emostream.demo import run_demo
+
+    if args.devices < 1:
+        raise UsageError(f"--devices must be at least 1, got {args.devices}")
+    if args.rate <= 0:
+        raise UsageError(f"--rate must be positive, got {args.rate}")
+    return run_demo(args)

@@ -1,0 +1,197 @@
+"""One batch's Kafka transaction: its outputs and its input offsets committed at once.
+
+Shaped like quix-streams' ``Checkpoint`` and following confluent-kafka's
+``examples/eos-transactions.py``: produce inside a transaction, add the consumer's position with
+``send_offsets_to_transaction(..., consumer_group_metadata())`` (KIP-447: zombie workers are fenced
+by the group generation), ``commit_transaction()``. An abortable error aborts, rewinds the consumer
+to the committed offsets and lets the caller read the batch again; a fatal one ends the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from emostream.errors import InvalidOffset, TransactionAborted, TransactionFatal
+from emostream.kafka.types import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from emostream.worker.dedupe import RecentIds
+from emostream.worker.process import Output
+
+log = logging.getLogger("emostream.worker")
+
+TXN_TIMEOUT_S = 30.0
+RETRIES = 5
+
+PartitionKey = tuple[str, int]
+
+
+def _kafka_error(exc: BaseException) -> KafkaError | None:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def rewind(consumer: Any, timeout_s: float = TXN_TIMEOUT_S) -> dict[PartitionKey, int]:
+    """Seek every assigned partition back to its committed offset (the start, when none).
+
+    Used after an abort: the aborted batch's records are read again and processed afresh.
+    """
+    assigned = consumer.assignment()
+    if not assigned:
+        return {}
+    try:
+        committed = consumer.committed(assigned, timeout=timeout_s)
+        positions: dict[PartitionKey, int] = {}
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            positions[(tp.topic, tp.partition)] = offset
+        return positions
+    except KafkaException as exc:
+        # Without a rewind the next batch would skip the aborted records: stop instead (a restart
+        # resumes from the committed offsets, so nothing is lost).
+        raise TransactionFatal(f"could not rewind the consumer after an abort: {exc}") from exc
+
+
+class Checkpoint:
+    """What one batch processed, and the transaction that commits it (outputs + offsets).
+
+    Use: ``begin()``, ``produce()`` each output, ``store_offset()`` each consumed record,
+    ``commit()``; on TransactionAborted the consumer has been rewound, so just poll again.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        consumer: Any,
+        recent: RecentIds,
+        committed: dict[PartitionKey, int],
+    ) -> None:
+        self._producer = producer
+        self._consumer = consumer
+        self._recent = recent
+        self._committed = committed  # owned by the worker: last offset it committed, per partition
+        self._offsets: dict[PartitionKey, int] = {}
+        self._open = False
+        self.produced = 0
+
+    @property
+    def empty(self) -> bool:
+        """True when no record was consumed into this checkpoint."""
+        return not self._offsets
+
+    def begin(self) -> None:
+        """Start the transaction."""
+        self._call(self._producer.begin_transaction)
+        self._open = True
+
+    def produce(self, out: Output) -> None:
+        """Produce one output inside the transaction (waits while the local queue is full)."""
+        while True:
+            try:
+                self._producer.produce(out.topic, out.value, out.key, headers=out.headers)
+                self.produced += 1
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                self._fail(exc)
+
+    def store_offset(self, topic: str, partition: int, offset: int) -> None:
+        """Record that ``offset`` was processed. Offsets only move forward: a paranoid check
+        (cheap, and a silent step back would re-deliver or skip records)."""
+        tp = (topic, partition)
+        last = self._offsets.get(tp)
+        if last is not None and offset <= last:
+            raise InvalidOffset(f"offset {offset} of {topic}[{partition}] is not after {last}, already in this batch")
+        floor = self._committed.get(tp)
+        if floor is not None and offset < floor:
+            raise InvalidOffset(f"offset {offset} of {topic}[{partition}] is before the committed {floor}")
+        self._offsets[tp] = offset
+
+    def offsets_to_commit(self) -> list[TopicPartition]:
+        """The consumer's position for each partition in the batch, checked against what was processed."""
+        tps = [TopicPartition(t, p) for (t, p) in self._offsets]
+        out = []
+        for tp in self._consumer.position(tps):
+            want = self._offsets[(tp.topic, tp.partition)] + 1
+            # The position may be past the last record (transaction markers are skipped), never before.
+            if tp.offset < want:
+                raise InvalidOffset(f"consumer position {tp.offset} of {tp.topic}[{tp.partition}] is before the processed {want}")
+            out.append(TopicPartition(tp.topic, tp.partition, tp.offset))
+        return out
+
+    def commit(self) -> None:
+        """Commit the checkpoint.
+
+        This method will:
+         1. Check the offsets (the consumer's position per partition) only move forward.
+         2. Add them to the transaction: ``send_offsets_to_transaction(position, group metadata)``.
+         3. ``commit_transaction()``: flushes the produced outputs and commits outputs + offsets
+            atomically; retriable errors are retried, abortable ones abort and rewind
+            (TransactionAborted), fatal ones raise TransactionFatal.
+         4. Only then make the batch's utterance ids "seen" and remember the committed offsets.
+        """
+        if not self._open:
+            raise RuntimeError("commit() without begin()")
+        offsets = self.offsets_to_commit() if self._offsets else []
+        for tp in offsets:
+            floor = self._committed.get((tp.topic, tp.partition))
+            if floor is not None and tp.offset < floor:
+                raise InvalidOffset(f"would commit {tp.topic}[{tp.partition}] at {tp.offset}, before the committed {floor}")
+        if offsets:
+            self._call(
+                lambda: self._producer.send_offsets_to_transaction(
+                    offsets, self._consumer.consumer_group_metadata(), TXN_TIMEOUT_S
+                )
+            )
+        self._call(lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
+        self._open = False
+        self._recent.commit()
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def abort(self, reason: str) -> None:
+        """Abort the open transaction, forget staged ids, rewind the consumer; raises TransactionAborted."""
+        log.warning("aborting transaction: %s", reason)
+        self._recent.rollback()
+        if self._open:
+            try:
+                self._call(lambda: self._producer.abort_transaction(TXN_TIMEOUT_S), on_abortable=None)
+            finally:
+                self._open = False
+        rewind(self._consumer)
+        raise TransactionAborted(reason)
+
+    def abort_quietly(self) -> None:
+        """Abort an open transaction on the way out of an error; never raises (the error wins)."""
+        self._recent.rollback()
+        if self._open:
+            self._open = False
+            try:
+                self._producer.abort_transaction(TXN_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - the broker aborts it at the timeout anyway
+                log.warning("could not abort the transaction on exit: %s", exc)
+
+    def _call(self, fn: Any, on_abortable: str | None = "abort") -> Any:
+        for attempt in range(RETRIES):
+            try:
+                return fn()
+            except KafkaException as exc:
+                err = _kafka_error(exc)
+                if err is not None and err.retriable() and not err.txn_requires_abort() and attempt < RETRIES - 1:
+                    log.info("retriable transaction error (%s), retrying", err.str())
+                    time.sleep(min(2.0, 0.1 * 2**attempt))
+                    continue
+                if on_abortable is None:
+                    raise TransactionFatal(f"transaction could not be aborted: {exc}") from exc
+                self._fail(exc)
+        return None  # not reached
+
+    def _fail(self, exc: KafkaException) -> None:
+        err = _kafka_error(exc)
+        if err is not None and err.fatal():
+            raise TransactionFatal(f"fatal producer error, exiting: {err.str()}") from exc
+        # Abortable, or retries exhausted: aborting is always safe (nothing is committed).
+        self.abort(err.str() if err is not None else str(exc))

@@ -1,0 +1,160 @@
+"""The process step, free of I/O: decode a batch → classify the valid ones in one model call →
+EmotionEvents and dead letters. The caller produces the results inside its transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from emostream.events import (
+    DEFAULT_MAX_TEXT_BYTES,
+    EmotionEvent,
+    InvalidEvent,
+    SourceRef,
+    Transcript,
+    decode_transcript,
+    dead_letter_headers,
+    format_ts,
+    parse_ts,
+)
+from emostream.errors import ModelError
+from emostream.model.base import Classifier, Prediction
+from emostream.worker.dedupe import RecentIds
+
+log = logging.getLogger("emostream.worker")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One consumed record, as plain values (so the process step needs no Kafka client)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None = None
+
+    @property
+    def source(self) -> SourceRef:
+        """Where this record came from."""
+        return SourceRef(self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record to produce: an EmotionEvent (key = device id) or a dead letter (original bytes)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+    latency_s: float | None = None
+    error_type: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one batch turned into, in source order per partition."""
+
+    events: list[Output] = field(default_factory=list)
+    dead_letters: list[Output] = field(default_factory=list)
+    duplicates: int = 0
+    model_s: float = 0.0
+
+    @property
+    def outputs(self) -> list[Output]:
+        """Everything to produce."""
+        return self.events + self.dead_letters
+
+
+def _dead_letter(dlq: str, rec: Record, error_type: str, message: str) -> Output:
+    return Output(dlq, rec.key, rec.value, dead_letter_headers(error_type, message, rec.source), error_type=error_type)
+
+
+def _latency_s(t: Transcript, rec: Record, now: float) -> float | None:
+    if t.ended_at:
+        try:
+            return now - parse_ts(t.ended_at)
+        except ValueError:
+            pass
+    if rec.timestamp_ms is not None and rec.timestamp_ms > 0:
+        return now - rec.timestamp_ms / 1000.0
+    return None
+
+
+def classify_with_fallback(classifier: Classifier, texts: list[str]) -> tuple[list[Prediction | Exception], float]:
+    """One model call for the batch; when it raises, one call per text so only the bad ones fail.
+
+    Returns predictions (or the exception for a text that failed alone) and the model time.
+    If every text of a multi-text batch fails alone too, the model itself is broken: ModelError.
+    """
+    start = time.perf_counter()
+    try:
+        preds: list[Prediction | Exception] = list(classifier.classify(texts))
+        if len(preds) != len(texts):
+            raise ModelError(f"model returned {len(preds)} predictions for {len(texts)} texts")
+        return preds, time.perf_counter() - start
+    except Exception as batch_exc:  # noqa: BLE001 - any model failure triggers the per-record retry
+        log.warning("batched model call failed (%s); retrying %d texts one by one", batch_exc, len(texts))
+        out: list[Prediction | Exception] = []
+        for text in texts:
+            try:
+                (pred,) = classifier.classify([text])
+                out.append(pred)
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        if len(texts) > 1 and all(isinstance(p, Exception) for p in out):
+            raise ModelError(f"the model fails on every text ({out[0]}); refusing to dead-letter a whole batch") from batch_exc
+        return out, time.perf_counter() - start
+
+
+def process_batch(
+    records: Sequence[Record],
+    classifier: Classifier,
+    *,
+    target_topic: str,
+    dlq_topic: str,
+    recent: RecentIds | None = None,
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    clock: Callable[[], float] = time.time,
+) -> BatchResult:
+    """Turn consumed records into outputs. Never skips a record: each one becomes an EmotionEvent,
+    a dead letter, or (a recent duplicate utterance) is counted and dropped."""
+    result = BatchResult()
+    valid: list[tuple[Record, Transcript]] = []
+    for rec in records:
+        try:
+            t = decode_transcript(rec.key, rec.value, rec.source, max_text_bytes=max_text_bytes)
+        except InvalidEvent as exc:
+            result.dead_letters.append(_dead_letter(dlq_topic, rec, exc.error_type, str(exc)))
+            continue
+        if recent is not None and not recent.check_and_stage((rec.topic, rec.partition), t.device_id, t.utterance_id):
+            result.duplicates += 1
+            continue
+        valid.append((rec, t))
+    if not valid:
+        return result
+    preds, result.model_s = classify_with_fallback(classifier, [t.text for _, t in valid])
+    now = clock()
+    classified_at = format_ts(now)
+    for (rec, t), pred in zip(valid, preds):
+        if isinstance(pred, Exception):
+            result.dead_letters.append(_dead_letter(dlq_topic, rec, "model_error", f"{type(pred).__name__}: {pred}"))
+            continue
+        latency = _latency_s(t, rec, now)
+        event = EmotionEvent(
+            device_id=t.device_id,
+            utterance_id=t.utterance_id,
+            text=t.text,
+            label=pred.label,
+            scores=dict(pred.scores),
+            model=classifier.name,
+            source=rec.source,
+            classified_at=classified_at,
+            latency_ms=None if latency is None else latency * 1000.0,
+        )
+        result.events.append(Output(target_topic, t.device_id.encode("utf-8"), event.encode(), latency_s=latency))
+    return result

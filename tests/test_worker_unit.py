@@ -1,0 +1,197 @@
+"""Worker logic without a broker: the process step, dedupe rollback, the checkpoint's invariants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal
+from emostream.events import Transcript
+from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
+from emostream.worker.checkpoint import Checkpoint
+from emostream.worker.dedupe import RecentIds
+from emostream.worker.process import Output, Record, process_batch
+from tests.worker_helpers import KeywordClassifier
+
+
+def _rec(offset: int, value: bytes | None, key: bytes | None = b"dev", partition: int = 0) -> Record:
+    return Record("src", partition, offset, key, value, 1_700_000_000_000)
+
+
+def _t(uid: str, text: str, dev: str = "dev") -> bytes:
+    return Transcript(device_id=dev, utterance_id=uid, text=text, ended_at="2026-01-01T00:00:00.000Z").encode()
+
+
+def test_process_classifies_valid_and_dead_letters_bad_in_one_model_call() -> None:
+    model = KeywordClassifier()
+    recs = [_rec(0, _t("a", "I am happy")), _rec(1, b"{oops"), _rec(2, None), _rec(3, b"plain angry words", b"pi")]
+    res = process_batch(recs, model, target_topic="out", dlq_topic="src.dlq", clock=lambda: 1767225601.0)
+    assert model.calls == 1
+    assert [json.loads(e.value)["label"] for e in res.events] == ["joy", "anger"]
+    first = json.loads(res.events[0].value)
+    assert first["source"] == {"topic": "src", "partition": 0, "offset": 0}
+    assert first["latency_ms"] == pytest.approx(1000.0)  # from ended_at
+    assert res.events[0].key == b"dev" and res.events[1].key == b"pi"
+    assert json.loads(res.events[1].value)["utterance_id"] == "src-0-3"
+    assert [(d.topic, d.key, d.value, d.error_type) for d in res.dead_letters] == [
+        ("src.dlq", b"dev", b"{oops", "invalid_json"),
+        ("src.dlq", b"dev", None, "null_value"),
+    ]
+    assert dict(res.dead_letters[0].headers)["source.offset"] == b"1"
+
+
+def test_latency_falls_back_to_record_timestamp() -> None:
+    res = process_batch([_rec(0, b"hello there")], KeywordClassifier(), target_topic="o", dlq_topic="d", clock=lambda: 1_700_000_002.5)
+    assert json.loads(res.events[0].value)["latency_ms"] == pytest.approx(2500.0)
+
+
+def test_model_error_on_one_record_dead_letters_only_that_one() -> None:
+    recs = [_rec(0, _t("a", "happy")), _rec(1, _t("b", "boom goes it")), _rec(2, _t("c", "sad"))]
+    res = process_batch(recs, KeywordClassifier(), target_topic="o", dlq_topic="d")
+    assert [json.loads(e.value)["utterance_id"] for e in res.events] == ["a", "c"]
+    assert [d.error_type for d in res.dead_letters] == ["model_error"]
+    assert b"exploded" in dict(res.dead_letters[0].headers)["error.message"]
+
+
+def test_a_model_that_fails_on_everything_stops_the_worker() -> None:
+    recs = [_rec(0, _t("a", "boom")), _rec(1, _t("b", "boom too"))]
+    with pytest.raises(ModelError):
+        process_batch(recs, KeywordClassifier(), target_topic="o", dlq_topic="d")
+
+
+def test_duplicates_are_dropped_within_and_across_committed_batches() -> None:
+    recent = RecentIds(capacity=100)
+    recs = [_rec(0, _t("a", "x")), _rec(1, _t("a", "x")), _rec(2, _t("a", "x", dev="other"))]
+    res = process_batch(recs, KeywordClassifier(), target_topic="o", dlq_topic="d", recent=recent)
+    assert (len(res.events), res.duplicates) == (2, 1)
+    recent.commit()
+    res = process_batch([_rec(3, _t("a", "x"))], KeywordClassifier(), target_topic="o", dlq_topic="d", recent=recent)
+    assert (len(res.events), res.duplicates) == (0, 1)
+
+
+def test_dedupe_rolls_back_with_an_aborted_transaction() -> None:
+    recent = RecentIds()
+    assert recent.check_and_stage(("t", 0), "d", "u1")
+    recent.rollback()
+    assert recent.check_and_stage(("t", 0), "d", "u1")  # the retry of the aborted batch is not a duplicate
+    recent.commit()
+    assert not recent.check_and_stage(("t", 0), "d", "u1")
+    assert recent.check_and_stage(("t", 1), "d", "u1")  # per partition
+
+
+def test_dedupe_is_bounded() -> None:
+    recent = RecentIds(capacity=3)
+    for i in range(5):
+        recent.check_and_stage(("t", 0), "d", f"u{i}")
+    recent.commit()
+    assert len(recent) == 3
+    assert recent.check_and_stage(("t", 0), "d", "u0")  # evicted, so no longer known
+    assert not recent.check_and_stage(("t", 0), "d", "u4")
+
+
+class FakeProducer:
+    def __init__(self, fail_commit: KafkaError | None = None) -> None:
+        self.calls: list[str] = []
+        self.produced: list[tuple] = []
+        self.sent_offsets: list = []
+        self.fail_commit = fail_commit
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic, value, key, headers=None) -> None:
+        self.produced.append((topic, key, value))
+
+    def send_offsets_to_transaction(self, offsets, meta, timeout) -> None:
+        self.calls.append("send_offsets")
+        self.sent_offsets = [(tp.topic, tp.partition, tp.offset) for tp in offsets]
+
+    def commit_transaction(self, timeout) -> None:
+        self.calls.append("commit")
+        if self.fail_commit is not None:
+            raise KafkaException(self.fail_commit)
+
+    def abort_transaction(self, timeout) -> None:
+        self.calls.append("abort")
+
+
+class FakeConsumer:
+    def __init__(self, positions: dict[tuple[str, int], int], committed: dict[tuple[str, int], int] | None = None) -> None:
+        self.positions = positions
+        self.committed_offsets = committed or {}
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def position(self, tps):
+        return [TopicPartition(tp.topic, tp.partition, self.positions[(tp.topic, tp.partition)]) for tp in tps]
+
+    def consumer_group_metadata(self):
+        return object()
+
+    def assignment(self):
+        return [TopicPartition(t, p) for (t, p) in self.positions]
+
+    def committed(self, tps, timeout=None):
+        return [TopicPartition(tp.topic, tp.partition, self.committed_offsets.get((tp.topic, tp.partition), -1001)) for tp in tps]
+
+    def seek(self, tp) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+
+
+def test_checkpoint_commits_outputs_and_positions_in_order() -> None:
+    prod, cons, recent, committed = FakeProducer(), FakeConsumer({("s", 0): 11, ("s", 1): 5}), RecentIds(), {}
+    recent.check_and_stage(("s", 0), "d", "u")
+    cp = Checkpoint(prod, cons, recent, committed)
+    cp.begin()
+    cp.produce(Output("out", b"d", b"v"))
+    for off in (8, 9, 10):
+        cp.store_offset("s", 0, off)
+    cp.store_offset("s", 1, 4)
+    cp.commit()
+    assert prod.calls == ["begin", "send_offsets", "commit"]
+    assert sorted(prod.sent_offsets) == [("s", 0, 11), ("s", 1, 5)]
+    assert committed == {("s", 0): 11, ("s", 1): 5}
+    assert not recent.check_and_stage(("s", 0), "d", "u")  # seen only after the commit
+
+
+def test_offsets_only_move_forward() -> None:
+    cp = Checkpoint(FakeProducer(), FakeConsumer({("s", 0): 10}), RecentIds(), {("s", 0): 7})
+    cp.begin()
+    cp.store_offset("s", 0, 7)
+    with pytest.raises(InvalidOffset):
+        cp.store_offset("s", 0, 7)
+    cp2 = Checkpoint(FakeProducer(), FakeConsumer({("s", 0): 10}), RecentIds(), {("s", 0): 7})
+    with pytest.raises(InvalidOffset):
+        cp2.store_offset("s", 0, 6)  # before what was already committed
+
+
+def test_position_behind_processed_records_fails_loudly() -> None:
+    cp = Checkpoint(FakeProducer(), FakeConsumer({("s", 0): 3}), RecentIds(), {})
+    cp.begin()
+    cp.store_offset("s", 0, 5)
+    with pytest.raises(InvalidOffset):
+        cp.commit()
+
+
+def test_abortable_commit_error_aborts_rewinds_and_rolls_back_dedupe() -> None:
+    err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+    prod, recent = FakeProducer(fail_commit=err), RecentIds()
+    cons = FakeConsumer({("s", 0): 11, ("s", 1): 3}, committed={("s", 0): 8})
+    cp = Checkpoint(prod, cons, recent, {})
+    cp.begin()
+    recent.check_and_stage(("s", 0), "d", "u")
+    cp.store_offset("s", 0, 10)
+    with pytest.raises(TransactionAborted):
+        cp.commit()
+    assert prod.calls[-1] == "abort"
+    assert cons.seeks == [("s", 0, 8), ("s", 1, -2)]  # committed offset, else the beginning
+    assert recent.check_and_stage(("s", 0), "d", "u")
+
+
+def test_fatal_commit_error_is_fatal() -> None:
+    err = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+    cp = Checkpoint(FakeProducer(fail_commit=err), FakeConsumer({("s", 0): 1}), RecentIds(), {})
+    cp.begin()
+    cp.store_offset("s", 0, 0)
+    with pytest.raises(TransactionFatal):
+        cp.commit()
