@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     up.add_argument("--base-port", type=int, default=None, help="client port of node 0 (default 9092)")
     up.add_argument("--heap-mb", type=int, default=None, help="JVM heap per broker in MB (default 512)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the brokers (default 120)")
+    up.add_argument("--secure", action="store_true",
+                    help="new cluster only: SASL_SSL (SCRAM-SHA-512) for clients, mTLS between brokers, ACLs "
+                         "(see docs/security.md); an existing cluster keeps what it was created with")
     up.set_defaults(func=_up)
 
     fetch = ops.add_parser("fetch", help="download the pinned Kafka jars into the cache (no cluster started)")
@@ -71,6 +74,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ensure.add_argument("--target-topic", default=None, help="emotions topic (default emotion.events)")
     ensure.set_defaults(func=_ensure)
 
+    # The secure cluster's 'certs' and 'users' commands live in their own module.
+    from emostream.cli import security
+
+    security.register(sub, common)
+
 
 def _cluster(args: argparse.Namespace):
     from emostream.cluster import LocalCluster
@@ -80,9 +88,11 @@ def _cluster(args: argparse.Namespace):
 
 def _up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
-    status = cluster.up(args.brokers, args.base_port, args.advertise, args.heap_mb, args.timeout)
+    status = cluster.up(args.brokers, args.base_port, args.advertise, args.heap_mb, args.timeout, secure=args.secure)
     print(f"Kafka {status.kafka_version} up: {len(status.live_brokers)} broker(s), controller {status.controller}, dir {status.dir}")
     print(f"bootstrap servers: {status.bootstrap}")
+    if status.extra.get("admin_profile"):
+        print(f"secure (SASL_SSL); admin profile: {status.extra['admin_profile']} — add users with 'emostream users add ID --role device'")
     return 0
 
 
@@ -138,6 +148,8 @@ def _status(args: argparse.Namespace) -> int:
         role = " (controller)" if b.id == status.controller else ""
         print(f"  broker {b.id}: port {b.port}, pid {b.pid or '-'}, {state}{role}")
     print(f"live brokers reported by the cluster: {status.live_brokers or 'none'}")
+    if status.extra.get("admin_profile"):
+        print(f"secure (SASL_SSL); admin profile: {status.extra['admin_profile']}")
     return 0 if status.running else 1
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from emostream.security.ca import BROKER_CN, BROKER_OU, CertificateAuthority, private_dir, write_private
+from emostream.security.ca import BROKER_CN, BROKER_OU, DEVICE_OU, CertificateAuthority, describe, private_dir, write_private
 from emostream.security.profile import ADMIN_USER, client_profile, write_profile
 
 SECURITY_DIR = "security"
@@ -66,9 +66,16 @@ def init_ca(files: SecurityFiles) -> bool:
     return True
 
 
-def issue_broker_cert(files: SecurityFiles, advertise: str | None) -> Path:
-    """(Re)issue the brokers' certificate from the cluster CA into ``broker.pem``."""
-    key, cert = files.ca.issue(BROKER_CN, BROKER_OU, broker_hosts(advertise), server=True)
+def issue_broker_cert(files: SecurityFiles, advertise: str | None, extra_hosts: list[str] | None = None) -> Path:
+    """(Re)issue the brokers' certificate from the cluster CA into ``broker.pem``.
+
+    The new certificate keeps every name the old one had, plus ``extra_hosts``; the CA stays,
+    so clients need no change.
+    """
+    hosts = broker_hosts(advertise) + list(extra_hosts or [])
+    if files.broker_pem.exists():
+        hosts += list(describe(files.broker_pem).sans)
+    key, cert = files.ca.issue(BROKER_CN, BROKER_OU, hosts, server=True)
     write_private(files.broker_pem, key + cert + files.ca.cert_pem())
     return files.broker_pem
 
@@ -83,6 +90,16 @@ def ensure_cluster_material(cluster_dir: Path, bootstrap: str, advertise: str | 
         profile = client_profile(bootstrap, ADMIN_USER, secrets.token_urlsafe(24), str(files.ca.cert_path))
         write_profile(files.admin_profile, profile)
     return files
+
+
+def issue_device_cert(files: SecurityFiles, device: str, out_dir: Path) -> tuple[Path, Path]:
+    """A client certificate for ``device`` (optional mTLS on the client listener): (cert, key) paths."""
+    key, cert = files.ca.issue(device, DEVICE_OU, [], server=False)
+    private_dir(out_dir)
+    key_path, cert_path = out_dir / f"{device}.key", out_dir / f"{device}.crt"
+    write_private(key_path, key)
+    cert_path.write_bytes(cert + files.ca.cert_pem())
+    return cert_path, key_path
 
 
 @contextlib.contextmanager
