@@ -1,0 +1,159 @@
+"""Secure-mode building blocks without a broker: CA, listeners, properties, roles, profiles."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from emostream.cluster.config import ClusterSettings, local_nodes, server_properties, voters_of
+from emostream.cluster.state import ClusterState
+from emostream.errors import ConfigError, UsageError
+from emostream.security.ca import CertificateAuthority, describe
+from emostream.security.files import (
+    SecurityFiles,
+    ensure_cluster_material,
+    init_ca,
+    issue_broker_cert,
+    issue_device_cert,
+    scram_format_args,
+)
+from emostream.security.listeners import broker_principal_rule, secure_node, secure_properties
+from emostream.security.profile import java_client_properties, read_profile
+from emostream.security.roles import AclSpec, check_user_id, role_acls
+from emostream.security.users import quota_command
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _sans(pem: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(pem.read_bytes().split(b"-----END PRIVATE KEY-----\n")[-1])
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | {str(v) for v in ext.get_values_for_type(x509.IPAddress)}
+
+
+def test_cluster_material_is_private_and_complete(tmp_path: Path) -> None:
+    files = ensure_cluster_material(tmp_path, "127.0.0.1:9092", "203.0.113.7")
+    assert _mode(files.root) == 0o700
+    for secret in (files.ca.key_path, files.broker_pem, files.admin_profile):
+        assert _mode(secret) == 0o600, secret
+    assert {"localhost", "127.0.0.1", "203.0.113.7"} <= _sans(files.broker_pem)
+    pem = files.broker_pem.read_bytes()
+    assert pem.index(b"PRIVATE KEY") < pem.index(b"CERTIFICATE")  # key first, then chain: Kafka's PEM keystore layout
+    leaf = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE-----"):])
+    leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(files.ca.cert_path.read_bytes()))
+    assert describe(files.broker_pem).subject == "CN=emostream-broker,OU=brokers,O=emostream"
+    profile = read_profile(files.admin_profile)
+    assert profile["username"] == "admin" and len(profile["password"]) >= 24
+    assert profile["security_protocol"] == "SASL_SSL" and profile["sasl_mechanism"] == "SCRAM-SHA-512"
+
+
+def test_rotation_keeps_the_ca_and_the_names(tmp_path: Path) -> None:
+    files = ensure_cluster_material(tmp_path, "127.0.0.1:9092", None)
+    ca_before = files.ca.cert_path.read_bytes()
+    issue_broker_cert(files, None, ["kafka.example.org"])
+    first = describe(files.broker_pem)
+    issue_broker_cert(files, None)
+    second = describe(files.broker_pem)
+    assert files.ca.cert_path.read_bytes() == ca_before
+    assert first.sha256 != second.sha256
+    assert "kafka.example.org" in second.sans
+    assert not init_ca(files)  # an existing CA is never replaced
+
+
+def test_device_certificate_is_client_only_and_not_a_broker(tmp_path: Path) -> None:
+    files = SecurityFiles.of_cluster(tmp_path)
+    init_ca(files)
+    cert_path, key_path = issue_device_cert(files, "pi-kitchen", tmp_path / "out")
+    assert _mode(key_path) == 0o600
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.subject.rfc4514_string() == "CN=pi-kitchen,OU=devices,O=emostream"
+    # The broker mapping rule (User:broker, a super user) must never match a device certificate.
+    pattern = broker_principal_rule().removeprefix("RULE:").split("/")[0]
+    assert re.match(pattern, "CN=emostream-broker,OU=brokers,O=emostream")
+    assert not re.match(pattern, cert.subject.rfc4514_string())
+
+
+def test_ca_refuses_to_issue_without_a_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="certs init"):
+        CertificateAuthority(tmp_path / "ca.crt", tmp_path / "ca.key").issue("x", "devices", [], server=False)
+
+
+def test_secure_nodes_swap_listeners_not_templates(tmp_path: Path) -> None:
+    state = ClusterState("id", "4.2.0", 2, 30000, 384, None, secure=True)
+    nodes = state.nodes(tmp_path)
+    assert [(n.client.protocol, n.internal.protocol, n.controller.protocol) for n in nodes] == [("SASL_SSL", "SSL", "SSL")] * 2
+    assert all(n.internal.bind_host == "127.0.0.1" and n.controller.bind_host == "127.0.0.1" for n in nodes)
+    plain = local_nodes(2, tmp_path, 30000)
+    assert [secure_node(n).client.port for n in plain] == [n.client.port for n in plain]
+    overrides = secure_properties(nodes[0], tmp_path / "broker.pem", tmp_path / "ca.crt")
+    props = server_properties(nodes[0], ClusterSettings("id", voters_of(nodes), 2, overrides))
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL"
+    assert props["ssl.enabled.protocols"] == "TLSv1.3,TLSv1.2"
+    assert props["ssl.keystore.type"] == props["ssl.truststore.type"] == "PEM"
+    assert props["ssl.client.auth"] == "required"
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:broker"
+    assert not any("password" in k for k in props)
+
+
+def test_plain_state_stays_plain(tmp_path: Path) -> None:
+    nodes = ClusterState("id", "4.2.0", 1, 30000, 384).nodes(tmp_path)
+    assert nodes[0].client.protocol == "PLAINTEXT"
+
+
+def test_device_acls_are_exactly_what_it_needs() -> None:
+    acls = set(role_acls("device", "pi-1"))
+    assert acls == {
+        AclSpec("TOPIC", "stt.transcripts", "LITERAL", "WRITE"),
+        AclSpec("TOPIC", "stt.transcripts", "LITERAL", "DESCRIBE"),
+        AclSpec("BROKER", "kafka-cluster", "LITERAL", "IDEMPOTENT_WRITE"),
+        AclSpec("TOPIC", "emotion.events", "LITERAL", "READ"),
+        AclSpec("GROUP", "emostream-edge-pi-1", "PREFIXED", "READ"),
+    }
+    worker = set(role_acls("worker", "w"))
+    assert AclSpec("TRANSACTIONAL_ID", "emostream-worker", "PREFIXED", "WRITE") in worker
+    assert AclSpec("TOPIC", "stt.transcripts.dlq", "LITERAL", "WRITE") in worker
+    assert all(a.operation == "READ" for a in role_acls("dashboard", "d"))
+
+
+@pytest.mark.parametrize("bad", ["", "admin", "broker", "a b", "x;User:admin", ".hidden", "x" * 65])
+def test_bad_user_ids_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError):
+        check_user_id(bad)
+
+
+def test_unknown_role_is_refused() -> None:
+    with pytest.raises(UsageError, match="device, worker, dashboard"):
+        role_acls("root", "x")
+
+
+def test_admin_credentials_stay_out_of_argv(tmp_path: Path) -> None:
+    files = SecurityFiles.of_cluster(tmp_path)
+    init_ca(files)
+    with scram_format_args(files, "s3cret-pw") as args:
+        (arg,) = args
+        assert arg.startswith("@") and "s3cret-pw" not in arg
+        argfile = Path(arg[1:])
+        assert _mode(argfile) == 0o600
+        assert argfile.read_text() == "--add-scram\nSCRAM-SHA-512=[name=admin,password=s3cret-pw]\n"
+    assert not argfile.exists()
+    cmd = quota_command("cp", "java", "b:1", tmp_path / "x.properties", "pi-1", 1000)
+    assert "producer_byte_rate=1000" in cmd and not any("s3cret" in c for c in cmd)
+
+
+def test_java_client_properties_quote_jaas() -> None:
+    props = java_client_properties({"username": "admin", "password": 'a"b\\c', "ca_file": "/ca.crt"})
+    assert props["sasl.jaas.config"].endswith('username="admin" password="a\\"b\\\\c";')
+    assert props["ssl.truststore.type"] == "PEM"
+    with pytest.raises(ConfigError):
+        java_client_properties({"username": "admin"})
