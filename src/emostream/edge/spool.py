@@ -1,0 +1,294 @@
+"""The durable local spool: every transcript is written here first and removed only once the broker acked it.
+
+SQLite in WAL mode. ``synchronous=FULL`` by default: a Pi is switched off by pulling the plug,
+and with NORMAL a WAL commit can be lost on power failure (it still survives a killed process).
+FULL costs one fsync per commit, which batching keeps rare: rows are inserted many per
+transaction and acked rows are deleted in batches. Pass ``synchronous="NORMAL"`` where the
+machine has a UPS or the data is synthetic (the simulator).
+
+Rows are numbered by an AUTOINCREMENT ``seq``: spool order is delivery order. A corrupted file
+is reported with the command to move it aside; it is never deleted here.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from emostream.config import home_dir
+from emostream.edge.errors import SpoolCorruptError, SpoolError, SpoolFullError
+
+DEFAULT_MAX_RECORDS = 100_000
+POLICIES = ("block", "drop-oldest")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device       TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    key          BLOB,
+    value        BLOB NOT NULL,
+    utterance_id TEXT NOT NULL,
+    created      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def default_spool_path(device: str) -> Path:
+    """``$EMOSTREAM_SPOOL`` if set, else ``$EMOSTREAM_HOME/spool-<device>.db`` (one file per device)."""
+    env = os.environ.get("EMOSTREAM_SPOOL")
+    if env:
+        return Path(env)
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in device) or "device"
+    return home_dir() / f"spool-{safe}.db"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One spooled record."""
+
+    seq: int
+    device: str
+    topic: str
+    key: bytes | None
+    value: bytes
+    utterance_id: str
+    created: float
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """What waits for one device."""
+
+    device: str
+    count: int
+    oldest_age_s: float
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    """What waits in a spool file."""
+
+    path: str
+    count: int
+    oldest_age_s: float | None
+    size_bytes: int
+    dropped_total: int
+    devices: tuple[DeviceStatus, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {
+            "path": self.path,
+            "count": self.count,
+            "oldest_age_s": None if self.oldest_age_s is None else round(self.oldest_age_s, 1),
+            "size_bytes": self.size_bytes,
+            "dropped_total": self.dropped_total,
+            "devices": [{"device": d.device, "count": d.count, "oldest_age_s": round(d.oldest_age_s, 1)} for d in self.devices],
+        }
+
+
+def _corrupt(path: Path, exc: Exception) -> SpoolCorruptError:
+    aside = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    return SpoolCorruptError(
+        f"spool {path} is damaged ({exc}); its undelivered transcripts cannot be read. Move it aside and "
+        f"start a fresh one: mv '{path}' '{aside}' (and any '{path}-wal'/'{path}-shm' next to it), then run again"
+    )
+
+
+class Spool:
+    """A bounded, ordered, crash-safe queue of Kafka records in one SQLite file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_records: int = DEFAULT_MAX_RECORDS,
+        policy: str = "block",
+        synchronous: str = "FULL",
+        create: bool = True,
+    ) -> None:
+        if policy not in POLICIES:
+            raise SpoolError(f"unknown spool policy '{policy}'; choose one of: {', '.join(POLICIES)}")
+        if max_records < 1:
+            raise SpoolError(f"--spool-max must be at least 1, got {max_records}")
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise SpoolError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+        self.path = Path(path)
+        self.max_records = max_records
+        self.policy = policy
+        self.dropped = 0  # dropped by this object (drop-oldest); the file keeps the running total
+        if not create and not self.path.exists():
+            raise SpoolError(f"no spool at {self.path}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool folder {self.path.parent}: {exc.strerror}") from None
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is one transaction.
+            self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self._db.executescript(_SCHEMA)
+            self._count = self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise SpoolError(f"spool {self.path} is locked by another process for too long; try again") from None
+            raise _corrupt(self.path, exc) from None
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def append(self, rows: Sequence[tuple[str, str, bytes | None, bytes, str]], *, block_s: float = 0.0,
+               on_full_wait=None) -> list[int]:
+        """Insert ``(device, topic, key, value, utterance_id)`` rows in one transaction; their seqs.
+
+        When the spool would exceed ``max_records``: ``drop-oldest`` deletes the oldest rows (counted
+        in ``dropped``); ``block`` calls ``on_full_wait()`` (which should deliver and free space) until
+        there is room or ``block_s`` has passed, then raises SpoolFullError.
+        """
+        if not rows:
+            return []
+        if len(rows) > self.max_records:
+            raise SpoolFullError(f"{len(rows)} records do not fit a spool of at most {self.max_records} (--spool-max)")
+        if self.policy == "block" and self._count + len(rows) > self.max_records:
+            deadline = time.monotonic() + block_s
+            while True:
+                self._count = self._query_one("SELECT COUNT(*) FROM spool")
+                if self._count + len(rows) <= self.max_records:
+                    break
+                if time.monotonic() >= deadline:
+                    raise SpoolFullError(
+                        f"spool {self.path} is full ({self._count} of {self.max_records} records waiting for the broker); "
+                        "bring the broker back, raise --spool-max, or use --spool-policy drop-oldest"
+                    )
+                if on_full_wait is not None:
+                    on_full_wait()
+                else:
+                    time.sleep(0.05)
+        now = time.time()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                overflow = self._count + len(rows) - self.max_records
+                if self.policy == "drop-oldest" and overflow > 0:
+                    cur = self._db.execute(
+                        "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (overflow,)
+                    )
+                    self.dropped += cur.rowcount
+                    self._count -= cur.rowcount
+                    self._db.execute(
+                        "INSERT INTO counters(name, value) VALUES('dropped', ?) "
+                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                        (cur.rowcount,),
+                    )
+                first = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()[0]
+                # AUTOINCREMENT may skip past deleted seqs; read the seqs back instead of assuming them.
+                self._db.executemany(
+                    "INSERT INTO spool(device, topic, key, value, utterance_id, created) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(d, t, k, v, u, now) for d, t, k, v, u in rows],
+                )
+                seqs = [r[0] for r in self._db.execute("SELECT seq FROM spool WHERE seq > ? ORDER BY seq", (first,))]
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+        self._count += len(rows)
+        return seqs
+
+    def delete(self, seqs: Iterable[int]) -> int:
+        """Remove delivered rows (one transaction); how many were there."""
+        batch = [(s,) for s in seqs]
+        if not batch:
+            return 0
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM spool WHERE seq = ?", batch)
+            removed = self._db.total_changes - before
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise self._translate(exc) from None
+        self._count = max(0, self._count - removed)
+        return removed
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def pending(self, after_seq: int = 0, limit: int = 10_000) -> list[Row]:
+        """Rows with ``seq > after_seq`` in spool order, at most ``limit``."""
+        try:
+            cur = self._db.execute(
+                "SELECT seq, device, topic, key, value, utterance_id, created FROM spool WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            return [Row(*r) for r in cur]
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def count(self) -> int:
+        """Rows waiting."""
+        self._count = self._query_one("SELECT COUNT(*) FROM spool")
+        return self._count
+
+    def status(self) -> SpoolStatus:
+        """Count, oldest age, file size, per-device counts and the total dropped so far."""
+        now = time.time()
+        try:
+            per = self._db.execute(
+                "SELECT device, COUNT(*), MIN(created) FROM spool GROUP BY device ORDER BY device"
+            ).fetchall()
+            dropped = self._db.execute("SELECT value FROM counters WHERE name='dropped'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+        devices = tuple(DeviceStatus(d, n, now - oldest) for d, n, oldest in per)
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return SpoolStatus(
+            str(self.path),
+            sum(d.count for d in devices),
+            max((d.oldest_age_s for d in devices), default=None),
+            size,
+            dropped[0] if dropped else 0,
+            devices,
+        )
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the main file and close."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self._db.close()
+
+    def __enter__(self) -> "Spool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _query_one(self, sql: str) -> int:
+        try:
+            return self._db.execute(sql).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: sqlite3.DatabaseError) -> SpoolError:
+        if isinstance(exc, sqlite3.OperationalError):
+            msg = str(exc)
+            if "locked" in msg or "busy" in msg:
+                return SpoolError(f"spool {self.path} stayed locked by another process; try again")
+            if "disk" in msg or "full" in msg or "readonly" in msg:
+                return SpoolError(f"cannot write spool {self.path}: {msg}")
+        return _corrupt(self.path, exc)
