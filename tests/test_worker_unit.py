@@ -195,3 +195,16 @@ def test_fatal_commit_error_is_fatal() -> None:
     cp.store_offset("s", 0, 0)
     with pytest.raises(TransactionFatal):
         cp.commit()
+
+
+def test_huge_dead_letter_is_truncated_so_it_can_always_be_written() -> None:
+    from emostream.worker.process import DLQ_VALUE_LIMIT
+
+    big = b"x" * 1_048_000
+    res = process_batch([_rec(0, big)], KeywordClassifier(), target_topic="o", dlq_topic="d")
+    (dl,) = res.dead_letters
+    assert dl.error_type == "value_too_large" and len(dl.value) == DLQ_VALUE_LIMIT
+    assert dict(dl.headers)["error.value_truncated_from"] == b"1048000"
+    small = b"\xff" * 1000
+    (dl,) = process_batch([_rec(1, small)], KeywordClassifier(), target_topic="o", dlq_topic="d").dead_letters
+    assert dl.value == small and "error.value_truncated_from" not in dict(dl.headers)

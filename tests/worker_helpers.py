@@ -76,9 +76,13 @@ def make_topics(bootstrap: str, base: str, partitions: int = 6, replication: int
     return names
 
 
-def produce_transcripts(bootstrap: str, topic: str, n: int, devices: int, prefix: str = "") -> dict[str, list[int]]:
-    """Send ``n`` transcripts round-robin over ``devices``; returns device → its utterance seq numbers."""
+def produce_transcripts(
+    bootstrap: str, topic: str, n: int, devices: int, prefix: str = "", seconds: float = 0.0
+) -> dict[str, list[int]]:
+    """Send ``n`` transcripts round-robin over ``devices`` (spread over ``seconds``); returns
+    device → its utterance seq numbers."""
     p = idempotent_producer(ClientConfig(bootstrap))
+    start = time.monotonic()
     sent: dict[str, list[int]] = {}
     words = ["happy", "angry", "scared", "sad", "wow", "gross", "fine"]
     for i in range(n):
@@ -98,6 +102,10 @@ def produce_transcripts(bootstrap: str, topic: str, n: int, devices: int, prefix
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
+        if seconds and i % 100 == 99:
+            ahead = start + seconds * (i + 1) / n - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
     assert p.flush(60) == 0
     return sent
 

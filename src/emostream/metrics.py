@@ -46,7 +46,7 @@ class PipelineMetrics:
             registry=r,
         ).labels(component)
         self.model_time = Histogram(
-            "emostream_model_seconds", "Time of one model call (a whole batch)", lbl, buckets=MODEL_BUCKETS, registry=r
+            "emostream_model_seconds", "Time of one model call (one micro-batch)", lbl, buckets=MODEL_BUCKETS, registry=r
         ).labels(component)
         self._lag = Gauge("emostream_consumer_lag", "High watermark minus position, per partition", lbl + ["topic", "partition"], registry=r)
 

@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: automatic)")
     w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
     w.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a batch waits to fill after its first record (default 20)")
+    w.add_argument("--txn-max-records", type=int, default=1024,
+                   help="records per transaction at most; a backlog is committed in transactions this big (default 1024)")
     w.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES, help="longer transcripts go to the DLQ (default 8192)")
     w.add_argument("--instance-id", default=None, help="stable name of this instance (default HOST-PID); part of the transactional.id")
     w.add_argument("--assignment", choices=["cooperative-sticky", "range", "roundrobin"], default="cooperative-sticky",
@@ -44,6 +46,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-max must be at least 1, got {args.batch_max}")
     if args.batch_wait_ms < 0:
         raise UsageError(f"--batch-wait-ms must not be negative, got {args.batch_wait_ms}")
+    if args.txn_max_records < 1:
+        raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:
         raise UsageError(f"--max-text-bytes must be at least 1, got {args.max_text_bytes}")
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
@@ -65,6 +69,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         group=args.group,
         batch_max=args.batch_max,
         batch_wait_ms=args.batch_wait_ms,
+        txn_max_records=args.txn_max_records,
         max_text_bytes=args.max_text_bytes,
         instance_id=args.instance_id,
         assignment_strategy=args.assignment,

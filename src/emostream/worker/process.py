@@ -1,5 +1,6 @@
-"""The process step, free of I/O: decode a batch → classify the valid ones in one model call →
-EmotionEvents and dead letters. The caller produces the results inside its transaction."""
+"""The process step, free of I/O: decode a batch → classify the valid ones (one model call per
+``model_batch`` texts) → EmotionEvents and dead letters. The caller produces the results inside
+its transaction."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class BatchResult:
     dead_letters: list[Output] = field(default_factory=list)
     duplicates: int = 0
     model_s: float = 0.0
+    model_calls: int = 0
 
     @property
     def outputs(self) -> list[Output]:
@@ -70,8 +72,19 @@ class BatchResult:
         return self.events + self.dead_letters
 
 
+# A dead letter must always be writable, or it would abort its transaction forever (a poison
+# pill). The broker's default limit is ~1 MB per record, headers included, so values above this
+# are cut to it and flagged; everything smaller (every plausible transcript) is kept unchanged.
+DLQ_VALUE_LIMIT = 900_000
+
+
 def _dead_letter(dlq: str, rec: Record, error_type: str, message: str) -> Output:
-    return Output(dlq, rec.key, rec.value, dead_letter_headers(error_type, message, rec.source), error_type=error_type)
+    headers = dead_letter_headers(error_type, message, rec.source)
+    value = rec.value
+    if value is not None and len(value) > DLQ_VALUE_LIMIT:
+        headers.append(("error.value_truncated_from", str(len(value)).encode()))
+        value = value[:DLQ_VALUE_LIMIT]
+    return Output(dlq, rec.key, value, headers, error_type=error_type)
 
 
 def _latency_s(t: Transcript, rec: Record, now: float) -> float | None:
@@ -119,6 +132,7 @@ def process_batch(
     dlq_topic: str,
     recent: RecentIds | None = None,
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    model_batch: int = 64,
     clock: Callable[[], float] = time.time,
 ) -> BatchResult:
     """Turn consumed records into outputs. Never skips a record: each one becomes an EmotionEvent,
@@ -137,7 +151,13 @@ def process_batch(
         valid.append((rec, t))
     if not valid:
         return result
-    preds, result.model_s = classify_with_fallback(classifier, [t.text for _, t in valid])
+    texts = [t.text for _, t in valid]
+    preds: list[Prediction | Exception] = []
+    for i in range(0, len(texts), model_batch):
+        chunk, seconds = classify_with_fallback(classifier, texts[i : i + model_batch])
+        preds.extend(chunk)
+        result.model_s += seconds
+        result.model_calls += 1
     now = clock()
     classified_at = format_ts(now)
     for (rec, t), pred in zip(valid, preds):

@@ -52,6 +52,7 @@ class WorkerSettings:
     group: str = WORKER_GROUP
     batch_max: int = 64
     batch_wait_ms: float = 20.0
+    txn_max_records: int = 1024
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     instance_id: str | None = None
     assignment_strategy: str = DEFAULT_ASSIGNMENT
@@ -85,7 +86,11 @@ class Worker:
         self.classifier = classifier
         self.settings = settings or WorkerSettings()
         self.metrics = metrics or PipelineMetrics("worker")
-        self.policy = BatchPolicy(self.settings.batch_max, self.settings.batch_wait_ms / 1000.0)
+        # A transaction costs a few replicated writes (~10-50 ms per partition on a busy host), so
+        # one transaction takes what is waiting, up to txn_max_records, and the model sees it in
+        # micro-batches of batch_max. At low load a transaction is one small batch (low latency);
+        # under load it grows by itself and the commit cost is shared by many records.
+        self.policy = BatchPolicy(max(self.settings.txn_max_records, self.settings.batch_max), self.settings.batch_wait_ms / 1000.0)
         self._recent = RecentIds(self.settings.dedupe_capacity)
         self._committed: dict[tuple[str, int], int] = {}
         self._pending: list[Record] = []
@@ -98,6 +103,7 @@ class Worker:
         self._producer: Any = None
         self.batches = 0
         self.aborts = 0
+        self._aborts_in_row = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -247,6 +253,7 @@ class Worker:
                 dlq_topic=s.dead_letter_topic,
                 recent=self._recent,
                 max_text_bytes=s.max_text_bytes,
+                model_batch=s.batch_max,
             )
             for out in result.outputs:
                 cp.produce(out)
@@ -255,7 +262,10 @@ class Worker:
             cp.commit()
         except TransactionAborted:
             self.aborts += 1
+            self._aborts_in_row += 1
             self.metrics.transaction("aborted")
+            # Back off while the cause lasts (a broker restarting, a partition without leader).
+            self._stop.wait(min(10.0, 0.25 * 2 ** min(self._aborts_in_row, 6)))
             return
         except BaseException:
             cp.abort_quietly()
@@ -263,12 +273,13 @@ class Worker:
         finally:
             self._in_txn = False
         self.batches += 1
+        self._aborts_in_row = 0
         m = self.metrics
         m.transaction("committed")
         m.records_in.inc(len(batch))
         m.batch_size.observe(len(batch))
-        if result.events:
-            m.model_time.observe(result.model_s)
+        if result.model_calls:
+            m.model_time.observe(result.model_s / result.model_calls)
         m.records_out.inc(len(result.events))
         for dl in result.dead_letters:
             m.dead_lettered(dl.error_type or "unknown")

@@ -1,0 +1,210 @@
+"""The worker against real brokers: exactly-once through worker kills, a broker kill and
+rebalances; bad inputs to the DLQ; plain text from a non-Python client."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from emostream.cluster import LocalCluster
+from emostream.cluster.fetch import classpath
+from emostream.config import cache_dir
+from emostream.events import Transcript
+from tests.worker_helpers import (
+    check_device_order,
+    check_exactly_once,
+    events_of,
+    header_dict,
+    make_topics,
+    model_spec,
+    produce_raw,
+    produce_transcripts,
+    read_all,
+    start_worker,
+    stop,
+)
+
+pytestmark = pytest.mark.kafka
+
+N = 10_000
+DEVICES = 50
+
+
+def _report(name: str, **facts: object) -> None:
+    print(f"\n[worker-eos] {name}: {json.dumps(facts)}", flush=True)
+
+
+class Workers:
+    """Worker subprocesses of one test; every one is killed at the end whatever happens."""
+
+    def __init__(self, bootstrap: str, src: str, out: str, group: str, log: Path, model: str | None) -> None:
+        self.args = (bootstrap, src, out, group)
+        self.log, self.model = log, model
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, instance: str, *extra: str) -> subprocess.Popen:
+        p = start_worker(*self.args, instance, self.log, self.model, *extra)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+def _paced_producer(bootstrap: str, src: str, seconds: float) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+    th = threading.Thread(target=lambda: box.update(produce_transcripts(bootstrap, src, N, DEVICES, seconds=seconds)))
+    th.start()
+    return th, box
+
+
+def _drain_and_check(name: str, bootstrap: str, out: str, sent: dict, **facts: object) -> None:
+    msgs = read_all(bootstrap, [out], expect=N, idle_s=6, max_s=300)
+    dups, losses = check_exactly_once(events_of(msgs), sent)
+    _report(name, records=N, devices=DEVICES, events=len(msgs), duplicates=dups, losses=losses, **facts)
+    assert (dups, losses) == (0, 0)
+    check_device_order(msgs)
+
+
+def test_exactly_once_through_worker_kills(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    src, out, _ = make_topics(bootstrap, unique_name)
+    rng = random.Random(unique_name)
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
+    th, sent = _paced_producer(bootstrap, src, seconds=40)
+    kills = 0
+    try:
+        for _ in range(5):
+            p = workers.start("w1")
+            time.sleep(rng.uniform(6.0, 13.0))  # start-up, group join, then processing
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+            kills += 1
+        th.join()
+        final = workers.start("w1")
+        _drain_and_check("worker kills", bootstrap, out, sent, kills=kills)
+        assert stop(final) == 0
+    finally:
+        th.join()
+        workers.cleanup()
+
+
+def test_exactly_once_through_a_broker_kill(kafka_cluster: LocalCluster, bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    src, out, _ = make_topics(bootstrap, unique_name)
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
+    th, sent = _paced_producer(bootstrap, src, seconds=30)
+    victim = 1
+    try:
+        p = workers.start("w1")
+        time.sleep(10)
+        assert kafka_cluster.stop_node(victim, signal.SIGKILL)
+        time.sleep(8)
+        p.send_signal(signal.SIGKILL)  # and the worker too, while the broker is down
+        p.wait(10)
+        th.join()
+        final = workers.start("w1")
+        _drain_and_check("broker kill", bootstrap, out, sent, broker_killed=victim, worker_kills=1)
+        assert stop(final) == 0
+    finally:
+        th.join()
+        workers.cleanup()
+        kafka_cluster.start_node(victim)
+
+
+def test_exactly_once_while_workers_join_and_leave(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    src, out, _ = make_topics(bootstrap, unique_name)
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
+    th, sent = _paced_producer(bootstrap, src, seconds=35)
+    try:
+        a = workers.start("a")
+        b = workers.start("b")
+        time.sleep(12)
+        c = workers.start("c")
+        time.sleep(12)
+        assert stop(a) == 0  # a leaves cleanly mid-stream
+        th.join()
+        _drain_and_check("join/leave", bootstrap, out, sent, workers="a,b then +c then -a")
+        assert b.poll() is None and c.poll() is None
+        assert stop(b) == 0 and stop(c) == 0
+    finally:
+        th.join()
+        workers.cleanup()
+
+
+def _t(uid: str, text: str) -> bytes:
+    return Transcript(device_id="pi-bad", utterance_id=uid, text=text).encode()
+
+
+BAD_INPUTS = [
+    (b"\xff\xfe\x00\x01", "undecodable"),
+    (b'{"v": 1, "text": ', "invalid_json"),
+    (json.dumps({"v": 7, "text": "from the future"}).encode(), "unsupported_version"),
+    (json.dumps({"v": 1, "device_id": "pi-bad"}).encode(), "missing_text"),
+    (json.dumps({"v": 1, "device_id": "pi-bad", "text": ""}).encode(), "missing_text"),
+    (_t("long", "x" * 9000), "text_too_long"),
+    (b"y" * 1_000_000, "value_too_large"),
+    (None, "null_value"),
+    (_t("boom", "this one makes the model go boom"), "model_error"),
+]
+
+
+def test_bad_inputs_go_to_the_dlq_and_good_ones_around_them_are_classified(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    src, out, dlq = make_topics(bootstrap, unique_name, partitions=1)
+    records = [(b"pi-bad", _t("good-0", "I am so happy"))]
+    for i, (value, _) in enumerate(BAD_INPUTS):
+        records += [(b"pi-bad", value), (b"pi-bad", _t(f"good-{i + 1}", "that was sad"))]
+    # The 1 MB value needs a producer limit above librdkafka's default (the broker takes ~1 MB).
+    produce_raw(bootstrap, src, records, **{"message.max.bytes": 1_048_000})
+    # The model error needs a model that fails on demand: the stand-in raises on "boom".
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", "python:tests.worker_helpers:stub_classifier")
+    try:
+        p = workers.start("w1")
+        events = events_of(read_all(bootstrap, [out], expect=len(BAD_INPUTS) + 1, idle_s=3))
+        letters = read_all(bootstrap, [dlq], expect=len(BAD_INPUTS), idle_s=3)
+        assert p.poll() is None, "the worker must keep running"
+        assert stop(p) == 0
+    finally:
+        workers.cleanup()
+    assert [e["utterance_id"] for e in events] == [f"good-{i}" for i in range(len(BAD_INPUTS) + 1)]
+    assert len(letters) == len(BAD_INPUTS)
+    for i, (msg, (value, error_type)) in enumerate(zip(letters, BAD_INPUTS)):
+        h = header_dict(msg)
+        assert h["error.type"] == error_type
+        assert h["error.message"]
+        assert (h["source.topic"], h["source.partition"], h["source.offset"]) == (src, "0", str(2 * i + 1))
+        assert msg.key() == b"pi-bad"
+        if error_type == "value_too_large":
+            assert msg.value() == value[: len(msg.value())] and h["error.value_truncated_from"] == str(len(value))
+        else:
+            assert msg.value() == value
+    _report("bad inputs", dead_letters=len(letters), types=[header_dict(m)["error.type"] for m in letters])
+
+
+def test_plain_text_from_the_kafka_console_producer_is_classified(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    src, out, _ = make_topics(bootstrap, unique_name, partitions=1)
+    lines = "pi-java:I am so happy this finally works\npi-java:this is awful, I am really angry\n"
+    subprocess.run(
+        ["java", "-cp", classpath(cache_dir()), "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", bootstrap.split(",")[0],
+         "--topic", src, "--property", "parse.key=true", "--property", "key.separator=:"],
+        input=lines.encode(), check=True, timeout=120, capture_output=True,
+    )
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
+    try:
+        p = workers.start("w1")
+        events = events_of(read_all(bootstrap, [out], expect=2, idle_s=2))
+        assert stop(p) == 0
+    finally:
+        workers.cleanup()
+    assert [(e["device_id"], e["utterance_id"]) for e in events] == [("pi-java", f"{src}-0-0"), ("pi-java", f"{src}-0-1")]
+    assert events[0]["text"] == "I am so happy this finally works"
+    assert all(e["label"] in e["scores"] for e in events)
+    _report("console producer", events=[(e["utterance_id"], e["label"]) for e in events], model=events[0]["model"])
