@@ -1,0 +1,271 @@
+"""A secure cluster against a real broker: who gets in, what each role may do, quotas, no leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from emostream.cluster import LocalCluster
+from emostream.errors import KafkaClientError, TopicError
+from emostream.events import Transcript, format_ts
+from emostream.kafka.admin import Admin
+from emostream.kafka.configuration import ClientConfig
+from emostream.kafka.consumer import committed_consumer
+from emostream.kafka.producer import idempotent_producer
+from emostream.security.ca import CertificateAuthority
+from emostream.security.files import SecurityFiles
+from tests.conftest import free_base_port
+from tests.worker_helpers import model_spec
+
+pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[1]
+SLOW_DEVICE_RATE = 20_000  # bytes/s
+
+
+@dataclass
+class Secure:
+    """The module's secure cluster, its users' profiles and every CLI output we may show."""
+
+    dir: Path
+    cluster: LocalCluster
+    admin: Path
+    profiles: dict[str, Path]
+    outputs: list[str] = field(default_factory=list)  # stderr/stdout of CLI runs that must hold no secret
+
+    def client(self, user: str) -> ClientConfig:
+        return ClientConfig.resolve(None, str(self.profiles[user] if user != "admin" else self.admin))
+
+    def secrets(self) -> list[str]:
+        found = [json.loads(self.admin.read_text())["password"]]
+        found += [json.loads(p.read_text())["password"] for p in self.profiles.values()]
+        return found
+
+
+def _emostream(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "emostream", *args], capture_output=True, text=True, input=stdin,
+                          timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
+    directory = tmp_path_factory.mktemp("secure")
+    cluster = LocalCluster(directory)
+    try:
+        cluster.up(brokers=1, base_port=free_base_port(1), heap_mb=384, secure=True)
+        status = _emostream("kafka", "status", "--json", "--dir", str(directory))
+        admin = Path(json.loads(status.stdout)["admin_profile"])
+        env = Secure(directory, cluster, admin, {}, [status.stdout, status.stderr])
+        ensure = _emostream("topics", "ensure", "--security-profile", str(admin), "--partitions", "3")
+        env.outputs += [ensure.stdout, ensure.stderr]
+        for user, role, extra in (("dev1", "device", ["--produce-rate", str(SLOW_DEVICE_RATE)]), ("dev2", "device", []),
+                                  ("worker1", "worker", []), ("dash1", "dashboard", [])):
+            out = directory / f"{user}.json"
+            added = _emostream("users", "add", user, "--role", role, "--dir", str(directory), "--out", str(out), *extra)
+            assert json.loads(added.stdout) == json.loads(out.read_text())  # stdout is the profile and only that
+            env.outputs.append(added.stderr)
+            env.profiles[user] = out
+        yield env
+    finally:
+        cluster.down()
+
+
+def _refused(client: ClientConfig) -> list[str]:
+    """Assert the cluster cannot be used with ``client``; the errors librdkafka reported meanwhile."""
+    errors: list[str] = []
+    producer = Producer(client.librdkafka(error_cb=lambda e: errors.append(str(e))))
+    with pytest.raises(KafkaException):
+        producer.list_topics(timeout=4)
+    producer.poll(1)  # serves error_cb
+    return errors
+
+
+def test_only_sasl_ssl_with_the_right_password_and_ca_gets_in(secure: Secure, tmp_path: Path) -> None:
+    admin = secure.client("admin")
+    Admin(admin, timeout_s=10).cluster_info()  # the control: the admin gets in
+    ca = admin.security["ssl.ca.location"]
+    _refused(ClientConfig(admin.bootstrap))  # plain TCP
+    _refused(ClientConfig(admin.bootstrap, {"security.protocol": "SSL", "ssl.ca.location": ca}))  # TLS, no SASL
+    wrong = {**secure.client("dev1").security, "sasl.password": "not-the-password"}
+    errors = _refused(ClientConfig(admin.bootstrap, wrong))
+    assert any("Authentication failed" in e for e in errors), errors
+    other = CertificateAuthority.create(tmp_path / "other-ca.crt", tmp_path / "other-ca.key")
+    untrusting = {**secure.client("dev1").security, "ssl.ca.location": str(other.cert_path)}
+    errors = _refused(ClientConfig(admin.bootstrap, untrusting))
+    assert any("certificate verify failed" in e for e in errors), errors
+
+
+def _produce(client: ClientConfig, topic: str, values: list[bytes], key: bytes = b"dev1") -> list[KafkaError]:
+    errors: list[KafkaError] = []
+    producer = idempotent_producer(client, **{"message.timeout.ms": 15000})
+    for value in values:
+        producer.produce(topic, value, key, on_delivery=lambda err, msg: err and errors.append(err))
+    producer.flush(30)
+    return errors
+
+
+def _poll_error(client: ClientConfig, group: str, topic: str) -> KafkaError | None:
+    consumer = committed_consumer(client, group)
+    consumer.subscribe([topic])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() and msg.error().code() != KafkaError._PARTITION_EOF:
+                return msg.error()
+    finally:
+        consumer.close()
+    return None
+
+
+def _read(client: ClientConfig, group: str, topic: str, want: int, timeout_s: float = 30) -> list:
+    consumer = committed_consumer(client, group)
+    consumer.subscribe([topic])
+    got = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(got) < want and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert not msg.error(), msg.error()
+            got.append(msg)
+    finally:
+        consumer.close()
+    return got
+
+
+def test_device_may_send_transcripts_and_read_emotions_and_nothing_else(secure: Secure) -> None:
+    device = secure.client("dev1")
+    assert _produce(device, "stt.transcripts", [b"hello from dev1"]) == []
+    assert _produce(secure.client("admin"), "emotion.events", [b'{"marker": "for-dev1"}']) == []
+    got = _read(device, "emostream-edge-dev1-listen", "emotion.events", 1)
+    assert any(m.value() == b'{"marker": "for-dev1"}' for m in got)
+
+    (err,) = _produce(device, "emotion.events", [b"forged event"])
+    assert err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    err = _poll_error(device, "emostream-edge-dev1-snoop", "stt.transcripts")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    err = _poll_error(device, "emostream-edge-dev2", "emotion.events")  # another device's group prefix
+    assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    admin = Admin(device, timeout_s=10)
+    with pytest.raises(TopicError, match="(?i)authoriz"):
+        admin.create_topic("dev1-own-topic", 1, 1, {})
+    with pytest.raises(TopicError, match="(?i)authoriz"):
+        admin.delete_topics(["emotion.events"])
+
+
+def _throttle_ms(client: ClientConfig, key: bytes, n: int, size: int) -> int:
+    throttled: list[int] = []
+
+    def on_throttle(event) -> None:  # librdkafka's report of the broker's throttle_time_ms
+        throttled.append(int(event.throttle_time * 1000))
+
+    producer = Producer(client.librdkafka(**{"throttle_cb": on_throttle, "acks": "all", "linger.ms": 0,
+                                             "batch.size": size + 1024, "compression.type": "none"}))
+    for i in range(n):
+        producer.produce("stt.transcripts", os.urandom(size // 2).hex().encode(), key)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+    producer.poll(1)
+    return max(throttled, default=0)
+
+
+def test_device_over_its_produce_quota_is_throttled_and_the_other_is_not(secure: Secure) -> None:
+    # 300 kB in a burst: ~30 kB/s over Kafka's 10 s quota window, above dev1's 20 kB/s, far below dev2's 1 MB/s.
+    assert _throttle_ms(secure.client("dev1"), b"dev1", 75, 4000) > 0
+    assert _throttle_ms(secure.client("dev2"), b"dev2", 75, 4000) == 0
+
+
+def test_worker_runs_exactly_once_over_sasl_ssl(secure: Secure, tmp_path: Path) -> None:
+    run = f"eos-{os.urandom(3).hex()}"
+    sent = []
+    producer = idempotent_producer(secure.client("dev2"))
+    for i in range(40):
+        t = Transcript(device_id="dev2", utterance_id=f"{run}-{i:03d}", text=f"utterance {i}: I am so happy", ended_at=format_ts(time.time()))
+        producer.produce("stt.transcripts", t.encode(), b"dev2")
+        sent.append(t.utterance_id)
+    assert producer.flush(30) == 0
+
+    log = tmp_path / "worker.log"
+    cmd = [sys.executable, "-m", "emostream", "worker", "--security-profile", str(secure.profiles["worker1"]),
+           "--instance-id", "sec-test", "--threads", "1"]
+    model = model_spec()
+    if model:
+        cmd += ["--model", model]
+    worker = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    try:
+        dashboard = committed_consumer(secure.client("dash1"), f"emostream-dashboard-{run}")
+        dashboard.subscribe(["emotion.events"])
+        seen: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline and (len(seen) < len(sent) or time.monotonic() < deadline - 110):
+                assert worker.poll() is None, log.read_text()[-3000:]
+                msg = dashboard.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                uid = json.loads(msg.value()).get("utterance_id", "")
+                if uid.startswith(run):
+                    seen[uid] = seen.get(uid, 0) + 1
+            time.sleep(2)  # anything duplicated would arrive now
+            while (msg := dashboard.poll(1.0)) is not None:
+                if not msg.error() and (uid := json.loads(msg.value()).get("utterance_id", "")).startswith(run):
+                    seen[uid] = seen.get(uid, 0) + 1
+        finally:
+            dashboard.close()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+    assert set(seen) == set(sent), log.read_text()[-3000:]
+    assert all(n == 1 for n in seen.values()), {k: v for k, v in seen.items() if v != 1}
+    secure.outputs.append(log.read_text())
+
+
+def test_up_again_keeps_the_cluster_secure(secure: Secure) -> None:
+    status = secure.cluster.up()  # already running: only waits with the admin profile
+    assert status.extra["secure"] is True and status.extra["admin_profile"] == str(secure.admin)
+
+
+def test_users_list_and_remove(secure: Secure) -> None:
+    listed = _emostream("users", "list", "--json", "--dir", str(secure.dir))
+    users = {u["name"]: u for u in json.loads(listed.stdout)}
+    assert {"admin", "dev1", "dev2", "worker1", "dash1"} <= set(users)
+    assert "READ on group prefix 'emostream-edge-dev1'" in users["dev1"]["acls"]
+    temp = _emostream("users", "add", "tmp1", "--role", "dashboard", "--password", "-", "--dir", str(secure.dir),
+                      stdin="chosen-password-123\n")
+    assert json.loads(temp.stdout)["password"] == "chosen-password-123"
+    removed = _emostream("users", "remove", "tmp1", "--dir", str(secure.dir))
+    assert "password deleted, 3 ACL(s) deleted" in removed.stdout
+    secure.outputs += [listed.stdout, listed.stderr, removed.stdout, removed.stderr, temp.stderr]
+    shown = _emostream("certs", "show", "--dir", str(secure.dir))
+    secure.outputs += [shown.stdout, shown.stderr]
+    assert "CN=emostream-broker" in shown.stdout
+
+
+def test_no_secret_in_logs_or_outputs_and_keys_are_private(secure: Secure) -> None:
+    files = SecurityFiles.of_cluster(secure.dir)
+    texts = [secure.cluster.log_file(0).read_text(errors="replace"), *secure.outputs]
+    assert len(texts) > 5
+    for secret in [*secure.secrets(), "PRIVATE KEY"]:
+        for text in texts:
+            assert secret not in text
+    assert not list(files.root.glob(".*"))  # no argument or properties file with a password left behind
+    for path in (files.ca.key_path, files.broker_pem, files.admin_profile, *secure.profiles.values()):
+        assert path.stat().st_mode & 0o777 == 0o600, path
