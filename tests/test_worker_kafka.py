@@ -16,6 +16,7 @@ import pytest
 from emostream.cluster import LocalCluster
 from emostream.cluster.fetch import classpath
 from emostream.config import cache_dir
+from emostream.errors import ClusterError
 from emostream.events import Transcript
 from tests.worker_helpers import (
     check_device_order,
@@ -117,7 +118,17 @@ def test_exactly_once_through_a_broker_kill(kafka_cluster: LocalCluster, bootstr
     finally:
         th.join()
         workers.cleanup()
-        kafka_cluster.start_node(victim)
+        _restart(kafka_cluster, victim)
+
+
+def _restart(cluster: LocalCluster, node: int) -> None:
+    """Bring the killed broker back so later tests get a healthy cluster (one retry: a JVM
+    started right after its predecessor's SIGKILL sometimes exits at once)."""
+    try:
+        cluster.start_node(node)
+    except ClusterError:
+        time.sleep(3)
+        cluster.start_node(node)
 
 
 def test_exactly_once_while_workers_join_and_leave(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
