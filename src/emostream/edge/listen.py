@@ -19,6 +19,7 @@ from emostream.errors import KafkaClientError
 from emostream.events import InvalidEvent, decode_emotion_event
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
+from emostream.kafka.types import KafkaError, KafkaException
 
 
 def listener_group(device: str) -> str:
@@ -71,21 +72,32 @@ def listen(client: ClientConfig, device: str, handler: Callable[[dict[str, Any]]
                         raise KafkaClientError(f"listening on {topic} failed: {err.str()}")
                     continue
                 if msg.key() != key:
+                    consumer.store_offsets(message=msg)
                     continue
                 try:
                     event = decode_emotion_event(msg.value())
                 except InvalidEvent as exc:
                     print(f"emostream: skipping a bad event at {topic}[{msg.partition()}]@{msg.offset()}: {exc}", file=sys.stderr)
+                    consumer.store_offsets(message=msg)
                     continue
                 handler(event)
+                consumer.store_offsets(message=msg)  # only after the handler: a restart re-delivers, never skips
                 seen += 1
                 last_event = time.monotonic()
                 if max_events is not None and seen >= max_events:
                     break
             if msgs:
-                consumer.commit(asynchronous=False) if max_events is not None and seen >= max_events else consumer.commit(asynchronous=True)
+                _commit(consumer, final=max_events is not None and seen >= max_events)
             elif idle_timeout_s is not None and time.monotonic() - last_event > idle_timeout_s:
                 break
     finally:
         consumer.close()
     return seen
+
+
+def _commit(consumer, *, final: bool) -> None:
+    try:
+        consumer.commit(asynchronous=not final)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            raise KafkaClientError(f"could not commit the listener's position: {exc.args[0].str()}") from exc
