@@ -127,3 +127,35 @@ def test_stop_ends_open_streams() -> None:
     assert srv.stream_clients == 0
     assert resp.fp.read() == b""  # the server closed the stream
     conn.close()
+
+
+def test_command_prints_url_serves_and_stops_on_sigterm() -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    # No broker is needed to serve the page: the reader keeps retrying in the background.
+    proc = subprocess.Popen([sys.executable, "-m", "emostream", "dashboard", "--port", "0", "--bootstrap", "127.0.0.1:1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert match, line + proc.stderr.read()
+        with urllib.request.urlopen(match.group(1) + "healthz", timeout=10) as resp:
+            health = json.loads(resp.read())
+        assert health["kafka_reader"] == "running" and health["group"].startswith("emostream-dashboard-")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_command_rejects_bad_flags() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "emostream", "dashboard", "--history-minutes", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--history-minutes must be positive" in out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, dlq_topic
@@ -45,8 +46,11 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another with --port") from exc
     print(f"dashboard: {dashboard.url} (topic {args.topic}, dead letters {args.dlq_topic}); Ctrl-C stops it", flush=True)
+    stop = threading.Event()
+    # SIGTERM (systemd, the demo, a container runtime) stops as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        threading.Event().wait()
+        stop.wait()
     finally:
         dashboard.stop()
     return 0
