@@ -67,6 +67,12 @@ def wait_stream_state(page: Any, state: str, timeout_s: float = 15) -> None:
 
 # ---- end to end against Kafka --------------------------------------------------------------
 
+UTTERANCES = {  # device -> text; with events produced directly, the label is the keyword stand-in's
+    "pi-attic": "wow, " + XSS_TEXT,
+    "pi-garage": "I am so angry, this makes me absolutely furious!",
+    "pi-kitchen": "I am so happy, this is wonderful news!",
+}
+
 
 def _worker_available() -> bool:
     """True once 'emostream worker' is a working command (not merely a half-built package on disk)."""
@@ -94,63 +100,65 @@ def _emotion_event(device: str, label: str, text: str, offset: int) -> bytes:
                        "classified_at": "2026-01-01T00:00:00.000Z", "latency_ms": 1.0}).encode()
 
 
-UTTERANCES = {  # device -> (text, label used when events are produced directly)
-    "pi-attic": (XSS_TEXT, "surprise"),
-    "pi-garage": ("I hate this, it makes me absolutely furious!", "anger"),
-    "pi-kitchen": ("I am so happy, this is wonderful news!", "joy"),
-}
-
-
 @pytest.mark.kafka
-def test_dashboard_shows_devices_from_kafka(browser: Any, bootstrap: str, unique_name: str) -> None:
+def test_dashboard_shows_devices_from_kafka(browser: Any, bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """Transcripts for 3 devices (and one broken one) through the real worker; the page shows 3 cards and 1 dead letter.
+
+    The worker runs the shipped model when it exists, else the worker tests' keyword stand-in;
+    without an ``emostream worker`` command at all, the test writes EmotionEvents itself.
+    """
     from emostream.kafka.configuration import ClientConfig
     from emostream.kafka.producer import idempotent_producer
+    from tests.worker_helpers import KeywordClassifier
 
     source, target = f"{unique_name}-tr", f"{unique_name}-em"
     dlq = f"{source}.dlq"
     admin = _create_topics(bootstrap, [source, target, dlq])
     producer = idempotent_producer(ClientConfig(bootstrap))
+    texts = list(UTTERANCES.values())
     worker: subprocess.Popen[bytes] | None = None
     dashboard = Dashboard(bootstrap=bootstrap, topic=target, dlq=dlq, port=0, from_beginning=True).start()
     try:
         if _worker_available():
-            from emostream.model import load_classifier
+            from emostream.worker.model import load_model
+            from tests.worker_helpers import model_spec, start_worker
 
-            texts = [t for t, _ in UTTERANCES.values()]
-            expected = dict(zip(UTTERANCES, (p.label for p in load_classifier(None).classify(texts))))
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "emostream", "worker", "--source-topic", source, "--target-topic", target,
-                 "--bootstrap", bootstrap, "--group", f"{unique_name}-worker"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )
-            for device, (text, _) in UTTERANCES.items():
+            spec = model_spec()
+            expected = dict(zip(UTTERANCES, (p.label for p in load_model(spec).classify(texts))))
+            worker = start_worker(bootstrap, source, target, f"{unique_name}-worker", "dash-e2e", tmp_path / "worker.log", spec)
+            for device, text in UTTERANCES.items():
                 producer.produce(source, key=device, value=json.dumps({"v": 1, "device_id": device, "text": text}).encode())
             producer.produce(source, key="pi-broken", value=b'{"v": 1, "device_id": "pi-broken", "text": ')  # -> DLQ
-            mode = "real worker"
+            mode = f"real worker, model {spec or 'shipped default'}"
         else:
-            expected = {d: label for d, (_, label) in UTTERANCES.items()}
-            for i, (device, (text, label)) in enumerate(UTTERANCES.items()):
-                producer.produce(target, key=device, value=_emotion_event(device, label, text, i))
+            expected = dict(zip(UTTERANCES, (p.label for p in KeywordClassifier().classify(texts))))
+            for i, (device, text) in enumerate(UTTERANCES.items()):
+                producer.produce(target, key=device, value=_emotion_event(device, expected[device], text, i))
             producer.produce(dlq, key="pi-broken", value=b"{not json", headers=[("error.type", b"invalid_json")])
-            mode = "events produced directly (no emostream.worker yet)"
+            mode = "EmotionEvents produced directly (no 'emostream worker' command)"
         assert producer.flush(15) == 0
         print(f"\nend-to-end mode: {mode}; expected labels {expected}")
 
         page = open_page(browser, dashboard.url)
         wait_stream_state(page, "live")
-        page.wait_for_function("() => document.querySelectorAll('#devices .card').length === 3", timeout=90_000)
-        page.wait_for_function("() => document.getElementById('dlq').textContent === '1'", timeout=30_000)
+        try:
+            page.wait_for_function("() => document.querySelectorAll('#devices .card').length === 3", timeout=120_000)
+            page.wait_for_function("() => document.getElementById('dlq').textContent === '1'", timeout=30_000)
+        except Exception:
+            if worker is not None:
+                print((tmp_path / "worker.log").read_text()[-3000:])
+            raise
         cards = page.eval_on_selector_all(
             "#devices .card",
             "els => els.map(e => [e.dataset.device, e.querySelector('.label').textContent, e.querySelector('.utterance').textContent])",
         )
         assert [(d, lab) for d, lab, _ in cards] == sorted(expected.items())
-        assert {d: t for d, _, t in cards} == {d: t for d, (t, _) in UTTERANCES.items()}
+        assert {d: t for d, _, t in cards} == UTTERANCES
         # The hostile utterance is text: no element was made from it and nothing ran.
         assert page.evaluate("() => window.__pwned") is None
         assert page.evaluate("() => document.querySelectorAll('#devices img, #devices script, #feed img, #feed script').length") == 0
         feed = page.eval_on_selector_all("#feed .text", "els => els.map(e => e.textContent)")
-        assert XSS_TEXT in feed
+        assert UTTERANCES["pi-attic"] in feed
         assert page.evaluate("() => document.getElementById('total').textContent") == "3"
         time.sleep(0.5)  # let the last render settle
         ARTIFACTS.mkdir(exist_ok=True)
@@ -161,12 +169,9 @@ def test_dashboard_shows_devices_from_kafka(browser: Any, bootstrap: str, unique
         page.close()
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            from tests.worker_helpers import stop
+
+            stop(worker, timeout=30)
         dashboard.stop()
         producer.flush(5)
         admin.delete_topics([source, target, dlq])
