@@ -147,6 +147,7 @@ def _send(args: argparse.Namespace) -> int:
 
 def _send_stdin(args: argparse.Namespace, client, spool) -> int:
     """Long-running: one transcript per line; keeps delivering while the broker comes and goes."""
+    import os
     import select
 
     from emostream.edge.sender import SpoolingSender
@@ -155,18 +156,21 @@ def _send_stdin(args: argparse.Namespace, client, spool) -> int:
     sender = SpoolingSender(client, spool)
     try:
         sender.pump()  # what an earlier run left behind goes first
-        stdin = sys.stdin
-        while True:
-            ready, _, _ = select.select([stdin], [], [], 0.1)
+        # Raw reads, not sys.stdin.readline(): select() cannot see lines already in Python's buffer,
+        # which would hold transcripts back until more input arrives.
+        fd, pending, eof = sys.stdin.fileno(), b"", False
+        while not eof:
+            ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
-                line = stdin.readline()
-                if not line:
-                    break
-                text = line.strip()
-                if text:
+                chunk = os.read(fd, 65536)
+                eof = not chunk
+                pending += chunk if chunk else b"\n"
+                *lines, pending = pending.split(b"\n")
+                texts = [t for t in (ln.decode("utf-8", "replace").strip() for ln in lines) if t]
+                if texts:
                     now = utc_now_iso()
-                    sender.submit([Transcript(args.device, new_utterance_id(), text, started_at=now, ended_at=now,
-                                              stt_engine="text")], args.topic, block_s=args.wait)
+                    sender.submit([Transcript(args.device, new_utterance_id(), t, started_at=now, ended_at=now,
+                                              stt_engine="text") for t in texts], args.topic, block_s=args.wait)
             sender.service(0)
         remaining = sender.drain(args.wait)
         _report(remaining, 0, sender.stats, spool.path, args.wait, client.bootstrap)
