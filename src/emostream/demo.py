@@ -76,10 +76,10 @@ def _reader(client: ClientConfig, admin: Admin, topic: str) -> Any:
 
 
 def _devices(client: ClientConfig, topic: str, devices: int, rate: float) -> Any:
-    try:  # the edge team's simulator, when it exists
-        from emostream.edge.simulate import SimulatedDevices  # type: ignore[import-not-found]
-    except ImportError:
-        from emostream.demo_devices import SimulatedDevices
+    """Simulated devices: ``start()``-ed, with ``stop()``. The built-in generator; swap it for
+    ``emostream.edge.simulate`` by giving that module a ``SimulatedDevices`` of this shape."""
+    from emostream.demo_devices import SimulatedDevices
+
     return SimulatedDevices(idempotent_producer(client), topic, devices, rate).start()
 
 

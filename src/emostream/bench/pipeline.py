@@ -230,7 +230,8 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict[str, Any]:
         warm.start()  # the first records wait for the group join: keep them out of the timing
         _collect(client, out2, batch, timeout_s=120)
         warm.join()
-        sender = threading.Thread(target=_produce, args=(client, src2, texts[:half_n], rate))
+        half_texts = [texts[i % len(texts)] for i in range(half_n)]
+        sender = threading.Thread(target=_produce, args=(client, src2, half_texts, rate))
         sender.start()
         half_lat, _, _ = _collect(client, out2, half_n, timeout_s=HALF_LOAD_SECONDS * 4 + 60)
         sender.join()
