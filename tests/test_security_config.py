@@ -157,3 +157,22 @@ def test_java_client_properties_quote_jaas() -> None:
     assert props["ssl.truststore.type"] == "PEM"
     with pytest.raises(ConfigError):
         java_client_properties({"username": "admin"})
+
+
+def test_a_ca_made_first_is_kept_by_the_new_cluster(tmp_path: Path) -> None:
+    from emostream.cluster import LocalCluster
+
+    files = SecurityFiles.of_cluster(tmp_path)
+    init_ca(files)  # 'emostream certs init' before 'kafka up --secure'
+    state = LocalCluster(tmp_path)._create(1, 30000, None, 384, secure=True)
+    assert state.secure and files.ca.exists()
+
+
+def test_secure_is_fixed_at_creation(tmp_path: Path) -> None:
+    from emostream.cluster import LocalCluster
+
+    cluster = LocalCluster(tmp_path)
+    state = cluster._create(1, 30000, None, 384)
+    with pytest.raises(UsageError, match="secure=False"):
+        cluster._check_same_shape(state, None, None, None, True)
+    cluster._check_same_shape(state, None, None, None, None)  # 'kafka up' without --secure keeps what it was
