@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     tr.add_argument("--no-quantize", action="store_true", help="ship fp32 only")
     tr.set_defaults(func=_train)
 
+    ex = actions.add_parser("export", parents=[common], help="re-export a trained checkpoint to an ONNX model folder (extra: train)")
+    ex.add_argument("--checkpoint", required=True, help="checkpoint folder written by 'model train' (.cache/checkpoints/NAME)")
+    ex.add_argument("--data", required=True, help="GoEmotions folder (dev.tsv is used to score the variants)")
+    ex.add_argument("--out", required=True, help="model folder to (re)write")
+    ex.add_argument("--no-quantize", action="store_true", help="ship fp32 only")
+    ex.set_defaults(func=_export)
+
 
 def _classify(args: argparse.Namespace) -> int:
     from emostream.model import load_classifier
@@ -80,4 +87,13 @@ def _train(args: argparse.Namespace) -> int:
     report = train(cfg)
     print(json.dumps({"out": str(cfg.out), "dev_metrics": report["dev_metrics"], "selected": report["selected"],
                       "shipped": report["export"]["shipped"]}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from emostream.model.train import export_checkpoint
+
+    result = export_checkpoint(Path(args.checkpoint), Path(args.data), Path(args.out), quantize=not args.no_quantize,
+                               log=lambda m: print(f"[export] {m}", file=sys.stderr, flush=True))
+    print(json.dumps({"out": args.out, "shipped": result["export"]["shipped"], "dev_metrics": result["dev_metrics"]}))
     return 0

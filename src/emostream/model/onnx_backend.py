@@ -90,6 +90,9 @@ class OnnxClassifier:
             options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Weight-only int8 models store DequantizeLinear(int8 constant); this lets ORT fold those
+        # into fp32 weights once at load instead of keeping QDQ pairs around (no effect on fp32 models).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(
                 str(self.folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]

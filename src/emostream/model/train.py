@@ -4,8 +4,9 @@ runtime path.
 
 Pipeline: read train/dev → small sweep (head × learning rate, best epoch by dev macro-F1 with
 per-class thresholds tuned on dev) → save the best as an HF checkpoint (outside git) → export
-ONNX → ORT graph fusion → dynamic int8 (per-channel), kept only if dev macro-F1 drops < 0.01 →
-thresholds re-tuned on the shipped ONNX model's dev scores → labels.json + model-card.md.
+ONNX → ORT graph fusion → int8 variants (dynamic per-channel; weight-only), an int8 variant kept only
+if dev macro-F1 drops < 0.01 and its scores do not depend on batch composition → thresholds
+re-tuned on the shipped ONNX model's dev scores → labels.json + model-card.md.
 """
 
 from __future__ import annotations
@@ -301,6 +302,151 @@ def _onnx_scores(folder: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray
     return logits, _scores(logits, clf.head)
 
 
+BATCH_TOLERANCE = 1e-4
+
+
+def quantize_weights_int8(src: Path, dst: Path, min_elements: int = 4096) -> int:
+    """Weight-only int8: every large float initializer becomes int8 (per-channel symmetric scales)
+    + a DequantizeLinear node. The runtime folds those back to fp32 at load time, so the file is
+    ~4x smaller while inference stays plain fp32: exact, and independent of batch composition
+    (dynamic int8 quantizes activations per tensor, so a text's scores depend on its batch mates).
+    Returns the number of initializers quantized."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    done = 0
+    keep, nodes = [], []
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype != np.float32 or arr.ndim != 2 or arr.size < min_elements:
+            keep.append(init)
+            continue
+        # Per-channel along the axis with more rows: MatMul weights are [in, out] (axis 1),
+        # the embedding table is [vocab, hidden] (axis 0) — both give one scale per output row/column.
+        axis = 0 if arr.shape[0] > arr.shape[1] else 1
+        amax = np.abs(arr).max(axis=1 - axis)
+        scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+        shaped = scale[:, None] if axis == 0 else scale[None, :]
+        q = np.clip(np.round(arr / shaped), -127, 127).astype(np.int8)
+        name = init.name
+        keep += [numpy_helper.from_array(q, name + "_q8"), numpy_helper.from_array(scale, name + "_scale"),
+                 numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), name + "_zp")]
+        nodes.append(helper.make_node("DequantizeLinear", [name + "_q8", name + "_scale", name + "_zp"], [name],
+                                      axis=axis, name=name + "_dq"))
+        done += 1
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    for i, node in enumerate(nodes):
+        graph.node.insert(i, node)
+    onnx.save(model, str(dst))
+    return done
+
+
+def batch_independence(folder: Path, texts: list[str]) -> float:
+    """Max |score(batched) - score(alone)| over ``texts``: 0 up to float noise for an exact model."""
+    from emostream.model.onnx_backend import OnnxClassifier
+
+    clf = OnnxClassifier(folder, batch_size=64)
+    batched = clf.scores(texts)
+    alone = np.concatenate([clf.scores([t]) for t in texts])
+    return float(np.abs(batched - alone).max())
+
+
+def build_model_folder(ckpt: Path, out: Path, labels_meta: dict, dev_texts: list[str], dev_gold: np.ndarray,
+                       torch_logits: np.ndarray, max_length: int, quantize: bool = True, log=print) -> dict:
+    """Export ``ckpt`` to ONNX variants (fp32, dynamic int8, weight-only int8), score each on dev,
+    pick the one to ship and write model.onnx/tokenizer.json/labels.json into ``out``.
+
+    Rule: the smallest variant whose dev macro-F1 is within 0.01 of fp32 AND whose scores do not
+    depend on batch composition (max diff ≤ 1e-4) ships; thresholds are re-tuned on its dev scores.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((ckpt / "config.json").read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        raw, fused = tmp / "raw.onnx", tmp / "fused.onnx"
+        exporter = export_onnx(ckpt, raw, max_length)
+        fusion = optimize_onnx(raw, fused, int(config.get("num_attention_heads", 0)), int(config.get("hidden_size", 0)))
+        variants = {}
+        for kind in ("fp32", "int8-dynamic", "int8-weights") if quantize else ("fp32",):
+            folder = tmp / kind
+            folder.mkdir()
+            if kind == "fp32":
+                shutil.copyfile(fused, folder / "model.onnx")
+            elif kind == "int8-dynamic":
+                quantize_int8(fused, folder / "model.onnx")
+            else:
+                quantize_weights_int8(fused, folder / "model.onnx")
+            _clean_tokenizer_json(ckpt / "tokenizer.json", folder / "tokenizer.json", max_length)
+            (folder / "labels.json").write_text(json.dumps(dict(labels_meta, precision=kind), indent=2) + "\n", encoding="utf-8")
+            logits, scores = _onnx_scores(folder, dev_texts)
+            thresholds = tune_thresholds(scores, dev_gold)
+            sample = slice(0, min(256, len(dev_texts)))
+            variants[kind] = {
+                "folder": folder, "scores": scores, "thresholds": thresholds,
+                "dev_macro_f1": round(macro_f1(scores, dev_gold, thresholds), 4),
+                "max_abs_logit_diff_vs_torch": round(float(np.abs(logits[sample] - torch_logits[sample]).max()), 5),
+                "max_abs_score_diff_batched_vs_alone": round(batch_independence(folder, dev_texts[:64]), 6),
+                "bytes": (folder / "model.onnx").stat().st_size,
+            }
+            v = variants[kind]
+            log(f"onnx {kind}: dev macro-F1 {v['dev_macro_f1']}, max |logit diff| vs torch {v['max_abs_logit_diff_vs_torch']}, "
+                f"batched-vs-alone {v['max_abs_score_diff_batched_vs_alone']}, {v['bytes'] / 1e6:.1f} MB")
+        ok = [k for k, v in variants.items() if k == "fp32" or (
+            variants["fp32"]["dev_macro_f1"] - v["dev_macro_f1"] < INT8_MAX_DROP
+            and v["max_abs_score_diff_batched_vs_alone"] <= BATCH_TOLERANCE)]
+        chosen = min(ok, key=lambda k: variants[k]["bytes"])
+        pick = variants[chosen]
+        meta = dict(labels_meta, precision=chosen,
+                    thresholds={c: round(float(t), 4) for c, t in zip(CLASSES, pick["thresholds"])})
+        shutil.copyfile(pick["folder"] / "model.onnx", out / "model.onnx")
+        shutil.copyfile(pick["folder"] / "tokenizer.json", out / "tokenizer.json")
+        (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        dev_metrics = evaluate(pick["scores"], dev_gold, pick["thresholds"])
+    log(f"shipping {chosen}: dev macro-F1 {dev_metrics['macro_f1']}, accuracy {dev_metrics['accuracy']}")
+    return {
+        "exporter": exporter, "ort_fusion": fusion, "opset": 17,
+        "variants": {k: {kk: vv for kk, vv in v.items() if kk not in ("folder", "scores", "thresholds")} for k, v in variants.items()},
+        "shipped": chosen,
+        "rule": f"smallest variant with dev macro-F1 drop < {INT8_MAX_DROP} vs fp32 and batched-vs-alone score diff <= {BATCH_TOLERANCE}",
+        "thresholds": meta["thresholds"], "dev_metrics": dev_metrics,
+    }
+
+
+def export_checkpoint(ckpt: Path, data: Path, out: Path, quantize: bool = True, log=print) -> dict:
+    """Re-export an existing checkpoint (from ``model train``) without training: ONNX variants,
+    dev scoring, shipping rule as in :func:`build_model_folder`. Updates ``out/training.json``'s
+    export, dev metrics and thresholds when it exists."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    ckpt, out = Path(ckpt), Path(out)
+    labels_meta = json.loads((ckpt / "labels.json").read_text(encoding="utf-8"))
+    dev_rows = read_goemotions(Path(data) / "dev.tsv")
+    tokenizer = AutoTokenizer.from_pretrained(str(ckpt), local_files_only=True)
+    max_length = int(labels_meta.get("max_length", 128))
+    dev_enc = tokenizer([r.text for r in dev_rows], truncation=True, max_length=max_length)["input_ids"]
+    dev_gold = np.array([multi_hot(r.classes) for r in dev_rows], dtype=np.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(str(ckpt), local_files_only=True).float()
+    torch_logits = predict_logits(model, dev_enc, labels_meta.get("pad_token_id", 0), "cpu")
+    del model
+    export = build_model_folder(ckpt, out, labels_meta, [r.text for r in dev_rows], dev_gold, torch_logits,
+                                max_length, quantize=quantize, log=log)
+    dev_metrics = export.pop("dev_metrics")
+    report_path = out / "training.json"
+    if report_path.is_file():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        report.update(export=export, dev_metrics=dev_metrics, thresholds=export["thresholds"])
+        report.setdefault("versions_export", _versions())
+        report["versions_export"] = _versions()
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        from emostream.model.card import write_card
+
+        write_card(out, report)
+    return {"export": export, "dev_metrics": dev_metrics}
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run the whole pipeline; writes the model folder to ``cfg.out`` and returns the report dict."""
     try:
@@ -370,44 +516,10 @@ def train(cfg: TrainConfig) -> dict:
     del model
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        raw, fused = tmp / "raw.onnx", tmp / "fused.onnx"
-        exporter = export_onnx(ckpt, raw, cfg.max_length)
-        config = json.loads((ckpt / "config.json").read_text())
-        fusion = optimize_onnx(raw, fused, int(config.get("num_attention_heads", 0)), int(config.get("hidden_size", 0)))
-        variants = {}
-        for kind in ("fp32", "int8") if cfg.quantize else ("fp32",):
-            folder = tmp / kind
-            folder.mkdir()
-            if kind == "fp32":
-                shutil.copyfile(fused, folder / "model.onnx")
-            else:
-                quantize_int8(fused, folder / "model.onnx")
-            _clean_tokenizer_json(ckpt / "tokenizer.json", folder / "tokenizer.json", cfg.max_length)
-            (folder / "labels.json").write_text(json.dumps(labels_meta, indent=2) + "\n", encoding="utf-8")
-            logits, scores = _onnx_scores(folder, dev_texts)
-            thresholds = tune_thresholds(scores, dev_gold)
-            sample = slice(0, min(256, len(dev_texts)))
-            variants[kind] = {
-                "folder": folder, "scores": scores, "thresholds": thresholds,
-                "dev_macro_f1": round(macro_f1(scores, dev_gold, thresholds), 4),
-                "max_abs_logit_diff_vs_torch": round(float(np.abs(logits[sample] - torch_logits[sample]).max()), 5),
-                "bytes": (folder / "model.onnx").stat().st_size,
-            }
-            _log(cfg, f"onnx {kind}: dev macro-F1 {variants[kind]['dev_macro_f1']}, "
-                      f"max |logit diff| vs torch {variants[kind]['max_abs_logit_diff_vs_torch']}, {variants[kind]['bytes']/1e6:.1f} MB")
-        chosen = "fp32"
-        if "int8" in variants and variants["fp32"]["dev_macro_f1"] - variants["int8"]["dev_macro_f1"] < INT8_MAX_DROP:
-            chosen = "int8"
-        pick = variants[chosen]
-        labels_meta["thresholds"] = {c: round(float(t), 4) for c, t in zip(CLASSES, pick["thresholds"])}
-        labels_meta["precision"] = chosen
-        shutil.copyfile(pick["folder"] / "model.onnx", out / "model.onnx")
-        shutil.copyfile(pick["folder"] / "tokenizer.json", out / "tokenizer.json")
-        (out / "labels.json").write_text(json.dumps(labels_meta, indent=2) + "\n", encoding="utf-8")
-        dev_metrics = evaluate(pick["scores"], dev_gold, pick["thresholds"])
+    config = json.loads((ckpt / "config.json").read_text())
+    export = build_model_folder(ckpt, out, labels_meta, dev_texts, dev_gold, torch_logits, cfg.max_length,
+                                quantize=cfg.quantize, log=lambda m: _log(cfg, m))
+    chosen, dev_metrics = export["shipped"], export.pop("dev_metrics")
 
     report = {
         "model": out.name,
@@ -419,11 +531,9 @@ def train(cfg: TrainConfig) -> dict:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items() if k not in ("log", "out", "data", "base", "checkpoint_dir")},
         "sweep": history,
         "selected": {k: best[k] for k in ("head", "lr", "epoch", "dev_macro_f1")},
-        "export": {"exporter": exporter, "ort_fusion": fusion, "opset": 17,
-                   "variants": {k: {kk: vv for kk, vv in v.items() if kk in ("dev_macro_f1", "max_abs_logit_diff_vs_torch", "bytes")} for k, v in variants.items()},
-                   "shipped": chosen, "int8_rule": f"int8 kept only if dev macro-F1 drop < {INT8_MAX_DROP}"},
+        "export": export,
         "dev_metrics": dev_metrics,
-        "thresholds": labels_meta["thresholds"],
+        "thresholds": export["thresholds"],
         "versions": _versions(),
         "host": {"device": cfg.device, "gpu": torch.cuda.get_device_name(0) if cfg.device.startswith("cuda") else None,
                  "platform": platform.platform(), "cpu_count": os.cpu_count()},
