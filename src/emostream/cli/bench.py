@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     model.add_argument("--count", type=int, default=None, help="utterances per batch size (default: automatic)")
     model.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     model.add_argument("--no-naive", action="store_true", help="skip the torch one-at-a-time baseline")
+    model.add_argument("--naive-model", default=None, metavar="hf:PATH",
+                       help="torch checkpoint of the same model for the one-at-a-time baseline (extra: hf)")
+    model.add_argument("--naive-count", type=int, default=None, help="utterances for the naive baseline (default 200)")
     model.set_defaults(func=_run_model)
 
     pipeline = targets.add_parser("pipeline", parents=[common], help="end-to-end Kafka pipeline vs a naive baseline")

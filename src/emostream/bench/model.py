@@ -1,0 +1,126 @@
+"""``emostream bench model``: throughput and latency of a classifier on spoken-length utterances,
+per batch size, against a naive baseline (transformers + torch, one text at a time)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+from emostream.model.samples import UTTERANCES
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _host() -> dict:
+    import onnxruntime
+
+    info = {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model(), "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version()}
+    try:
+        info["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the host skews the numbers
+    except OSError:
+        pass
+    return info
+
+
+def texts_for(count: int) -> list[str]:
+    """``count`` utterances cycled from the built-in list (varied lengths, 5–25 words)."""
+    return [UTTERANCES[i % len(UTTERANCES)] for i in range(count)]
+
+
+def measure_batches(clf, batch_size: int, count: int) -> dict:
+    """Run ``count`` utterances through ``clf`` in calls of ``batch_size``; per-call latency stats."""
+    texts = texts_for(count)
+    clf.classify(texts[:batch_size])  # warm-up: first-run allocations are not steady state
+    latencies = []
+    start = time.perf_counter()
+    for i in range(0, count, batch_size):
+        t0 = time.perf_counter()
+        clf.classify(texts[i : i + batch_size])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
+    return {"batch_size": batch_size, "utterances_per_s": round(count / elapsed, 1),
+            "p50_ms": round(statistics.median(latencies), 2), "p99_ms": round(p99, 2)}
+
+
+def naive_throughput(spec: str, threads: int | None, count: int) -> tuple[float | None, str | None]:
+    """Utterances/s of ``spec`` (an ``hf:PATH`` checkpoint) run by transformers+torch one text at a time."""
+    if not spec.startswith("hf:"):
+        return None, "naive baseline needs a torch checkpoint: pass --naive-model hf:PATH"
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return None, "torch/transformers not installed (pip install 'emostream[hf]'); naive baseline skipped"
+    from emostream.model import load_classifier
+
+    clf = load_classifier(spec, threads=threads)
+    texts = texts_for(count)
+    clf.classify(texts[:2])
+    start = time.perf_counter()
+    for text in texts:
+        clf.classify([text])
+    return round(count / (time.perf_counter() - start), 1), None
+
+
+def cold_start(spec: str | None, threads: int | None) -> float:
+    """Seconds to load the model and classify one utterance, in this process (imports included)."""
+    from emostream.model import load_classifier
+
+    start = time.perf_counter()
+    clf = load_classifier(spec, threads=threads)
+    clf.classify([UTTERANCES[0]])
+    return round(time.perf_counter() - start, 3)
+
+
+def run_model_bench(args: argparse.Namespace) -> dict:
+    """Benchmark ``args.model`` at each of ``args.batch_sizes``; returns the JSON-ready result."""
+    from emostream.model import load_classifier
+
+    spec = getattr(args, "model", None)
+    threads = getattr(args, "threads", None)
+    sizes = [int(x) for x in str(getattr(args, "batch_sizes", "1,8,32,64,128")).split(",") if x.strip()]
+    cold = cold_start(spec, threads)
+    clf = load_classifier(spec, threads=threads)
+    batches = []
+    for size in sizes:
+        count = getattr(args, "count", None) or max(size * 8, 512 if size > 1 else 256)
+        batches.append(measure_batches(clf, size, count))
+    result = {
+        "model": getattr(clf, "name", spec),
+        "batches": batches,
+        "cold_start_s": cold,
+        "threads": threads,
+        "utterance_words": {"min": min(len(u.split()) for u in UTTERANCES), "max": max(len(u.split()) for u in UTTERANCES)},
+        "host": _host(),
+    }
+    naive_spec = getattr(args, "naive_model", None)
+    if getattr(args, "no_naive", False):
+        naive, note = None, "skipped (--no-naive)"
+    elif naive_spec:
+        naive, note = naive_throughput(naive_spec, threads, getattr(args, "naive_count", None) or 200)
+    elif spec and spec.startswith("hf:"):
+        naive, note = naive_throughput(spec, threads, getattr(args, "naive_count", None) or 200)
+    else:
+        naive, note = None, "no torch checkpoint for this model: pass --naive-model hf:PATH (e.g. .cache/checkpoints/emostream-ekman)"
+    result["naive_model"] = naive_spec
+    result["naive_utterances_per_s"] = naive
+    best = max(b["utterances_per_s"] for b in batches) if batches else None
+    result["speedup_vs_naive"] = round(best / naive, 1) if naive and best else None
+    if note:
+        result["naive_note"] = note
+    return result

@@ -1,0 +1,50 @@
+"""Spoken-length utterances (5–25 words) for benchmarks and smoke tests.
+
+Written for emostream (not taken from any dataset): the kind of sentence a speech-to-text
+front end hands the classifier, across all 7 emotions, with some spoken fillers.
+"""
+
+from __future__ import annotations
+
+UTTERANCES: tuple[str, ...] = (
+    "I can't believe you did this to me again after everything we talked about last week",
+    "Okay so the train is delayed by twenty minutes, we'll just have to wait",
+    "This is honestly the best news I've heard all year, thank you so much",
+    "Please stop yelling at me, I'm doing the best I can here",
+    "Wait, you're telling me she actually got the job? No way",
+    "I miss my grandmother so much, the house feels empty without her",
+    "That smell in the fridge is absolutely disgusting, what did you leave in there",
+    "I'm really nervous about the surgery tomorrow morning",
+    "Can you send me the report before the meeting at three",
+    "Um, I think I left my keys at the office, let me check",
+    "You promised you'd be here at six and you didn't even call",
+    "We won the game in the last second, I'm still shaking",
+    "It's fine, I guess, I just wish someone had told me earlier",
+    "Oh wow, I did not expect the whole team to show up for my birthday",
+    "The way he treats the waiters is gross, I can't watch it",
+    "There's somebody walking around outside the window and I'm scared",
+    "I'm so proud of you for finishing the marathon",
+    "Honestly I'm exhausted and nothing I do seems to matter anymore",
+    "Let's meet at the usual place on Friday",
+    "Why would anyone think that's a good idea, it's ridiculous",
+    "Thanks for the ride, I really appreciate it",
+    "I heard a loud crash downstairs and now the lights are out",
+    "Is it weird that I actually enjoyed the dentist today",
+    "My dog passed away this morning and I don't know what to do",
+    "Turn left at the next light and then it's the second building on the right",
+    "Stop touching my stuff, I've told you a hundred times already",
+    "That was hilarious, I haven't laughed like that in ages",
+    "What do you mean the flight was cancelled, we're supposed to be there tonight",
+    "Ugh, someone spat gum on the seat and I sat right on it",
+    "I don't feel safe walking home alone this late",
+    "We should probably order more paper for the printer",
+    "I'm sorry I missed your call, I was stuck in traffic the whole afternoon and my phone died",
+    "You know what, I'm done, I'm not covering for you anymore",
+    "So the results came back and everything looks completely normal, what a relief",
+    "I really thought we'd make it this time but we lost again",
+    "Hold on, did you just say the concert is tonight and not tomorrow",
+    "The soup tastes like dish soap, honestly it's revolting",
+    "My heart is racing, I think someone followed me from the station",
+    "Can you remind me what time the kids get out of school on Wednesdays",
+    "I got the apartment, I can't stop smiling",
+)
