@@ -32,7 +32,11 @@ def free_base_port(brokers: int) -> int:
 def start_cluster(directory: Path, brokers: int) -> LocalCluster:
     """Start a fresh cluster in ``directory`` on free ports (heap kept small for the 2-core CI)."""
     cluster = LocalCluster(directory)
-    cluster.up(brokers=brokers, base_port=free_base_port(brokers), heap_mb=384)
+    try:
+        cluster.up(brokers=brokers, base_port=free_base_port(brokers), heap_mb=384)
+    except BaseException:
+        cluster.down()  # a half-started cluster must not outlive the test
+        raise
     return cluster
 
 

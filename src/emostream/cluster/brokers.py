@@ -178,7 +178,11 @@ class LocalCluster:
             pid = int(self._pid_file(node_id).read_text().strip())
         except (OSError, ValueError):
             return None
-        if _pid_alive(pid) and str(self._config_file(node_id)) in _cmdline(pid):
+        if not _pid_alive(pid):
+            return None
+        # A JVM we spawned in this process is ours even while its command line cannot be read
+        # (the java launcher re-execs itself at start-up; /proc/<pid>/cmdline is briefly empty).
+        if pid in _children or str(self._config_file(node_id)) in _cmdline(pid):
             return pid
         return None
 
@@ -231,9 +235,15 @@ class LocalCluster:
         self._check_ports(to_start)
         self._write_configs(state, nodes)
         self._format(state, [n for n in to_start if not (Path(n.log_dir) / "meta.properties").exists()])
-        for node in to_start:
-            self._spawn(state, node)
-        self.wait_ready(len(nodes), timeout_s)
+        try:
+            for node in to_start:
+                self._spawn(state, node)
+            self.wait_ready(len(nodes), timeout_s)
+        except BaseException:
+            # Never leave a half-started cluster behind: stop what this call started.
+            for node in to_start:
+                self.stop_node(node.node_id, timeout_s=10)
+            raise
         return self.status()
 
     def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int, secure: bool = False) -> ClusterState:
