@@ -1,0 +1,136 @@
+"""The shipped ONNX model, the loader's spec resolution and the classify/eval commands (no torch)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from emostream.cli import main
+from emostream.errors import ModelError
+from emostream.model import DEFAULT_MODEL, Classifier, load_classifier, models_dirs, resolve_model
+from emostream.model.labels import CLASSES
+from emostream.model.onnx_backend import OnnxClassifier
+from emostream.model.samples import UTTERANCES
+
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def clf() -> OnnxClassifier:
+    return load_classifier(None, threads=1)
+
+
+def test_shipped_model_loads_by_default_and_by_name(clf):
+    assert isinstance(clf, Classifier) and isinstance(clf, OnnxClassifier)
+    assert clf.name == DEFAULT_MODEL
+    assert set(clf.thresholds) == set(CLASSES)
+    backend, folder = resolve_model(DEFAULT_MODEL)
+    assert backend == "onnx" and (folder / "model.onnx").is_file()
+    for name in ("model.onnx", "tokenizer.json", "labels.json", "model-card.md"):
+        assert (REPO / "models" / DEFAULT_MODEL / name).is_file(), name
+    assert sum(p.stat().st_size for p in (REPO / "models" / DEFAULT_MODEL).iterdir()) < 40e6
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("I am so furious with you", "anger"),
+        ("Thank you so much, this is wonderful news", "joy"),
+        ("I'm really scared of what happens next", "fear"),
+        ("My dog died this morning and I miss him so much", "sadness"),
+        ("Please send the report before the meeting at three", "neutral"),
+        ("That smell is absolutely disgusting, gross", "disgust"),
+        ("Wow, I did not expect that at all!", "surprise"),
+    ],
+)
+def test_obvious_sentences(clf, text, label):
+    (pred,) = clf.classify([text])
+    assert pred.label == label, pred.scores
+    assert set(pred.scores) == set(CLASSES)
+    assert all(0.0 <= v <= 1.0 for v in pred.scores.values())
+
+
+def test_batching_preserves_order_and_matches_one_by_one(clf):
+    texts = list(UTTERANCES) + ["ok", "I " + "really " * 60 + "hate waiting"]  # very short and over max length
+    clf.batch_size = 8  # several length groups
+    batched = clf.scores(texts)
+    alone = np.concatenate([clf.scores([t]) for t in texts])
+    assert batched.shape == (len(texts), 7)
+    assert np.abs(batched - alone).max() < 1e-4
+    reversed_ = clf.scores(texts[::-1])[::-1]
+    assert np.abs(batched - reversed_).max() < 1e-4
+    assert [p.label for p in clf.classify(texts)] == [CLASSES[i] for i in batched.argmax(axis=1)]
+    assert clf.classify([]) == []
+
+
+def test_groups_are_padded_to_their_own_longest_text(clf, monkeypatch):
+    widths = []
+    real_run = clf.session.run
+
+    def spy(outputs, feeds):
+        widths.append(feeds["input_ids"].shape)
+        return real_run(outputs, feeds)
+
+    monkeypatch.setattr(clf.session, "run", spy)
+    clf.batch_size = 2
+    clf.classify(["a b c d e f g h i j k l m n o p", "hi", "hello there", "fine"])
+    assert [w[0] for w in widths] == [2, 2]
+    assert widths[0][1] < widths[1][1]  # short group not padded to the long text
+    assert widths[1][1] == len(clf.tokenizer.encode("a b c d e f g h i j k l m n o p").ids)
+
+
+def test_bad_specs_raise_model_error(tmp_path):
+    with pytest.raises(ModelError, match="unknown model 'nope'.*available: .*emostream-ekman"):
+        load_classifier("nope")
+    with pytest.raises(ModelError, match="no model.onnx"):
+        load_classifier(str(tmp_path))
+    with pytest.raises(ModelError, match="hf model folder"):
+        load_classifier(f"hf:{tmp_path / 'missing'}")
+    broken = tmp_path / "broken"
+    shutil.copytree(REPO / "models" / DEFAULT_MODEL, broken)
+    (broken / "labels.json").write_text(json.dumps({"classes": ["a"], "head": "sigmoid"}))
+    with pytest.raises(ModelError, match="classes"):
+        load_classifier(str(broken))
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    (broken / "labels.json").write_text(json.dumps({"classes": list(CLASSES), "head": "sigmoid"}))
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load"):
+        load_classifier(str(broken))
+
+
+def test_models_dir_env_and_folder_path(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "models" / DEFAULT_MODEL, tmp_path / "mine")
+    monkeypatch.setenv("EMOSTREAM_MODELS_DIR", str(tmp_path))
+    assert models_dirs()[0] == tmp_path
+    assert load_classifier("mine").name == "mine"
+    assert load_classifier(str(tmp_path / "mine"), threads=1).classify(["hello"])[0].label in CLASSES
+
+
+def test_classify_command(capsys):
+    assert main(["classify", "I am so furious with you", "thank you, that's lovely"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["text"] for d in lines] == ["I am so furious with you", "thank you, that's lovely"]
+    assert lines[0]["label"] == "anger" and lines[1]["label"] == "joy"
+    assert list(lines[0]["scores"]) == list(CLASSES)
+
+
+def test_classify_command_bad_model(capsys):
+    assert main(["classify", "hi", "--model", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("emostream: error: unknown model 'nope'") and err.count("\n") == 1
+
+
+def test_eval_command(tmp_path, capsys):
+    path = tmp_path / "e.tsv"
+    path.write_text("I am so furious with you\tanger\nthank you so much, I love it\tjoy\nsee you at noon\tneutral\n")
+    assert main(["eval", str(path), "--format", "tsv"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["n"] == 3 and result["accuracy"] == 1.0 and result["model"] == DEFAULT_MODEL
+    assert "100%" in captured.err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("fine\t17\tx\nbroken\t99\tx\n")
+    assert main(["eval", str(bad), "--format", "goemotions"]) == 2
+    assert "bad.tsv:2: unknown label id 99" in capsys.readouterr().err

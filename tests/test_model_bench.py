@@ -1,0 +1,34 @@
+"""bench model: shape of the result (tiny counts; speed is measured by the command, never asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from emostream.bench.model import run_model_bench
+from emostream.cli import main
+from emostream.model.samples import UTTERANCES
+
+
+def test_samples_are_spoken_length():
+    assert len(UTTERANCES) >= 30
+    assert all(5 <= len(u.split()) <= 25 for u in UTTERANCES)
+
+
+def test_run_model_bench_fields():
+    args = argparse.Namespace(model=None, batch_sizes="1,8", count=16, threads=1, no_naive=False, naive_model=None)
+    result = run_model_bench(args)
+    assert result["model"] == "emostream-ekman"
+    assert [b["batch_size"] for b in result["batches"]] == [1, 8]
+    for b in result["batches"]:
+        assert b["utterances_per_s"] > 0 and b["p99_ms"] >= b["p50_ms"] > 0
+    assert result["naive_utterances_per_s"] is None and "naive-model" in result["naive_note"]
+    assert result["speedup_vs_naive"] is None
+    assert result["cold_start_s"] > 0
+    assert result["host"]["cpu_count"] >= 1 and result["host"]["onnxruntime"]
+
+
+def test_bench_model_command_json(capsys):
+    assert main(["bench", "model", "--json", "--batch-sizes", "4", "--count", "8", "--no-naive"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["batches"][0]["batch_size"] == 4 and result["naive_note"].startswith("skipped")
