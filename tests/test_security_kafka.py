@@ -266,11 +266,12 @@ def test_users_list_and_remove(secure: Secure) -> None:
     users = {u["name"]: u for u in json.loads(listed.stdout)}
     assert {"admin", "dev1", "dev2", "worker1", "dash1"} <= set(users)
     assert "READ on group prefix 'emostream-edge-dev1'" in users["dev1"]["acls"]
-    temp = _emostream("users", "add", "tmp1", "--role", "dashboard", "--password", "-", "--dir", str(secure.dir),
+    temp = _emostream("users", "add", "tmp1", "--role", "device", "--password", "-", "--dir", str(secure.dir),
                       stdin="chosen-password-123\n")
     assert json.loads(temp.stdout)["password"] == "chosen-password-123"
     removed = _emostream("users", "remove", "tmp1", "--dir", str(secure.dir))
-    assert "password deleted, 3 ACL(s) deleted" in removed.stdout
+    assert "password deleted, 5 ACL(s) deleted" in removed.stdout
+    assert "tmp1" not in {u["name"] for u in json.loads(_emostream("users", "list", "--json", "--dir", str(secure.dir)).stdout)}
     secure.outputs += [listed.stdout, listed.stderr, removed.stdout, removed.stderr, temp.stderr]
     shown = _emostream("certs", "show", "--dir", str(secure.dir))
     secure.outputs += [shown.stdout, shown.stderr]

@@ -18,7 +18,7 @@ from emostream.cluster.config import render_properties
 from emostream.errors import KafkaClientError, UsageError
 from emostream.security.ca import write_private
 from emostream.security.profile import client_profile, java_client_properties, read_profile
-from emostream.security.roles import AclSpec, check_user_id, principal, role_acls
+from emostream.security.roles import EDGE_GROUP_PREFIX, AclSpec, check_user_id, principal, role_acls
 
 DEFAULT_DEVICE_PRODUCE_RATE = 1024 * 1024  # bytes/s: far above speech transcripts, far below a flood
 
@@ -69,12 +69,12 @@ def add_user(admin_profile: Path, user: str, role: str, password: str | None = N
 def remove_user(admin_profile: Path, user: str, bootstrap: str | None = None) -> tuple[bool, int]:
     """Remove ``user``'s credential, ACLs and quota: (had a credential, ACLs deleted)."""
     admin = _security_admin(admin_profile, bootstrap)
+    # Only devices get a quota; their group ACL says so without a JVM start to ask the brokers.
+    device = any(spec.resource == "GROUP" and spec.name.startswith(EDGE_GROUP_PREFIX) for _, spec in admin.acls(principal(user)))
     had = admin.delete_password(user)
     deleted = admin.delete_acls(principal(user))
-    try:
+    if device:
         set_produce_quota(admin_profile, user, None, bootstrap)
-    except KafkaClientError:
-        pass  # no quota was set (not a device)
     return had, deleted
 
 
