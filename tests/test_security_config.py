@@ -176,3 +176,15 @@ def test_secure_is_fixed_at_creation(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="secure=False"):
         cluster._check_same_shape(state, None, None, None, True)
     cluster._check_same_shape(state, None, None, None, None)  # 'kafka up' without --secure keeps what it was
+
+
+def test_cli_exposes_secure_up_certs_and_users() -> None:
+    from emostream.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["kafka", "up", "--secure"]).secure is True
+    assert parser.parse_args(["kafka", "up"]).secure is False
+    add = parser.parse_args(["users", "add", "pi-1", "--produce-rate", "5000", "--security-profile", "a.json"])
+    assert (add.id, add.role, add.produce_rate, add.security_profile) == ("pi-1", "device", 5000, "a.json")
+    assert parser.parse_args(["certs", "issue", "--device", "pi-1"]).device == "pi-1"
+    assert parser.parse_args(["certs", "rotate"]).op == "rotate"
