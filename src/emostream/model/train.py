@@ -252,7 +252,7 @@ def export_onnx(checkpoint: Path, path: Path, max_length: int) -> str:
     model = AutoModelForSequenceClassification.from_pretrained(
         str(checkpoint), dtype=torch.float32, attn_implementation="eager", local_files_only=True
     ).eval()
-    ids = torch.randint(1000, 2000, (2, 16))
+    ids = torch.randint(5, min(2000, model.config.vocab_size), (2, 16))  # any in-vocabulary ids trace the graph
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
     tt = torch.zeros_like(ids)

@@ -1,0 +1,100 @@
+"""Training code on a tiny slice with a tiny random model (needs torch: extra ``train``). CI never trains for real."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.test_model_hf import SENTENCES, make_tiny_bert
+
+pytestmark = pytest.mark.torch
+
+# GoEmotions ids for SENTENCES: anger, gratitude, fear, sadness, surprise, disgust, neutral, neutral, love
+IDS = ["2", "15", "14", "25", "26", "11", "27", "27", "18"]
+
+
+def _tiny_data(folder):
+    from emostream.model.labels import DEFAULT_EMOTIONS_FILE, DEFAULT_MAPPING_FILE
+
+    folder.mkdir()
+    rng = random.Random(0)
+    rows = [f"{s}\t{i}\tid{n}" for n, (s, i) in enumerate(zip(SENTENCES * 6, IDS * 6))]
+    rng.shuffle(rows)
+    (folder / "train.tsv").write_text("\n".join(rows[:40]) + "\n")
+    (folder / "dev.tsv").write_text("\n".join(rows[40:]) + "\n")
+    shutil.copy(DEFAULT_EMOTIONS_FILE, folder / "emotions.txt")
+    shutil.copy(DEFAULT_MAPPING_FILE, folder / "ekman_mapping.json")
+    return folder
+
+
+def test_tiny_training_run_exports_a_working_onnx_folder(tmp_path):
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    from emostream.model import load_classifier
+    from emostream.model.labels import CLASSES
+    from emostream.model.onnx_backend import OnnxClassifier
+    from emostream.model.train import TrainConfig, train
+
+    base = make_tiny_bert(tmp_path / "base")
+    data = _tiny_data(tmp_path / "data")
+    out = tmp_path / "models" / "tiny-ekman"
+    cfg = TrainConfig(data=data, out=out, base=base, epochs=2, sweep="sigmoid:1e-3,softmax:1e-3", batch_size=8,
+                      max_length=32, checkpoint_dir=tmp_path / "ckpt")
+    report = train(cfg)
+
+    for name in ("model.onnx", "tokenizer.json", "labels.json", "model-card.md", "training.json"):
+        assert (out / name).is_file(), name
+    assert len(report["sweep"]) == 4 and report["selected"]["head"] in ("sigmoid", "softmax")
+    assert set(report["data"]) == {"train.tsv", "dev.tsv", "emotions.txt", "ekman_mapping.json"}
+    assert all(len(v["sha256"]) == 64 for v in report["data"].values())
+    assert report["export"]["shipped"] in report["export"]["variants"]
+    fp32 = report["export"]["variants"]["fp32"]
+    assert fp32["max_abs_logit_diff_vs_torch"] < 1e-3 and fp32["max_abs_score_diff_batched_vs_alone"] < 1e-4
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels["classes"] == list(CLASSES) and labels["head"] == report["selected"]["head"]
+    assert "macro-F1" in (out / "model-card.md").read_text()
+
+    clf = load_classifier(str(out), threads=1)
+    assert isinstance(clf, OnnxClassifier)
+    texts = SENTENCES + ["ok"]
+    batched = clf.scores(texts)
+    alone = np.concatenate([clf.scores([t]) for t in texts])
+    assert np.abs(batched - alone).max() < 1e-4
+    # the saved checkpoint runs through the hf backend and agrees with the exported fp32 graph's head
+    hf = load_classifier(f"hf:{tmp_path / 'ckpt'}")
+    assert hf.head == clf.head
+
+
+def test_weight_only_int8_is_exact_per_row(tmp_path):
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    from emostream.model.train import export_onnx, quantize_weights_int8
+
+    base = make_tiny_bert(tmp_path / "base")
+    export_onnx(base, tmp_path / "raw.onnx", 32)
+    assert quantize_weights_int8(tmp_path / "raw.onnx", tmp_path / "q.onnx", min_elements=1000) > 0
+    import onnxruntime as ort
+
+    feeds = {"input_ids": np.array([[2, 10, 11, 3, 0, 0], [2, 12, 13, 14, 15, 3]]), "attention_mask": np.array([[1, 1, 1, 1, 0, 0], [1] * 6])}
+    feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+    raw = ort.InferenceSession(str(tmp_path / "raw.onnx")).run(None, feeds)[0]
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    q = ort.InferenceSession(str(tmp_path / "q.onnx"), opts).run(None, feeds)[0]
+    q_row = ort.InferenceSession(str(tmp_path / "q.onnx"), opts).run(None, {k: v[:1, :4] for k, v in feeds.items()})[0]
+    assert np.abs(raw - q).max() < 0.05  # quantisation error only
+    assert np.abs(q[:1] - q_row).max() < 1e-5  # no dependence on the other row or on padding
+
+
+def test_bad_sweep_and_missing_data(tmp_path):
+    from emostream.errors import UsageError
+    from emostream.model.train import TrainConfig, parse_sweep, train
+
+    assert parse_sweep("sigmoid:1e-4, softmax:5e-5") == [("sigmoid", 1e-4), ("softmax", 5e-5)]
+    with pytest.raises(UsageError, match="HEAD:LR"):
+        parse_sweep("relu:1")
+    base = make_tiny_bert(tmp_path / "base")
+    with pytest.raises(UsageError, match="missing train.tsv"):
+        train(TrainConfig(data=tmp_path, out=tmp_path / "o", base=base))
