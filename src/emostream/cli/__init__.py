@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from emostream.errors import EmostreamError
 
 # Modules under emostream.cli that each expose ``register(subparsers, common)``.
-_AREAS = ("kafka", "model", "worker", "edge", "dashboard", "bench")
+_AREAS = ("kafka", "security", "model", "worker", "edge", "dashboard", "bench")
 
 
 def common_options() -> argparse.ArgumentParser:

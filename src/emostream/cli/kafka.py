@@ -74,11 +74,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ensure.add_argument("--target-topic", default=None, help="emotions topic (default emotion.events)")
     ensure.set_defaults(func=_ensure)
 
-    # The secure cluster's 'certs' and 'users' commands live in their own module.
-    from emostream.cli import security
-
-    security.register(sub, common)
-
 
 def _cluster(args: argparse.Namespace):
     from emostream.cluster import LocalCluster
