@@ -38,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     common = common_options()
     for area in _AREAS:
-        try:
-            module = importlib.import_module(f"emostream.cli.{area}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"emostream.cli.{area}":
-                continue  # area not built yet
-            raise
-        module.register(sub, common)
+        importlib.import_module(f"emostream.cli.{area}").register(sub, common)
     return parser
 
 
