@@ -27,6 +27,7 @@ from tests.worker_helpers import (
     model_spec,
     produce_raw,
     produce_transcripts,
+    STUB_SPEC,
     read_all,
     start_worker,
     stop,
@@ -176,7 +177,7 @@ def test_bad_inputs_go_to_the_dlq_and_good_ones_around_them_are_classified(boots
     # The 1 MB value needs a producer limit above librdkafka's default (the broker takes ~1 MB).
     produce_raw(bootstrap, src, records, **{"message.max.bytes": 1_048_000})
     # The model error needs a model that fails on demand: the stand-in raises on "boom".
-    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", "python:tests.worker_helpers:stub_classifier")
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", STUB_SPEC)
     try:
         p = workers.start("w1")
         events = events_of(read_all(bootstrap, [out], expect=len(BAD_INPUTS) + 1, idle_s=3))

@@ -61,9 +61,15 @@ def real_model_available() -> bool:
         return False
 
 
+STUB_SPEC = "python:tests.worker_helpers:stub_classifier"
+
+
 def model_spec() -> str | None:
-    """The real model when it exists (None = shipped default), else the stand-in."""
-    return None if real_model_available() else "python:tests.worker_helpers:stub_classifier"
+    """The shipped model (None = the default spec), else the stand-in: when the model is missing,
+    or when EMOSTREAM_TEST_STUB_MODEL=1 asks for quick runs that only exercise Kafka behaviour."""
+    if os.environ.get("EMOSTREAM_TEST_STUB_MODEL") == "1" or not real_model_available():
+        return STUB_SPEC
+    return None
 
 
 def make_topics(bootstrap: str, base: str, partitions: int = 6, replication: int = 3) -> tuple[str, str, str]:

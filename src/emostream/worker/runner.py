@@ -113,9 +113,14 @@ class Worker:
         names = admin.topic_names()
         missing = [t for t in (self.settings.source_topic, self.settings.target_topic, self.settings.dead_letter_topic) if t not in names]
         if missing:
+            flags = ""
+            if self.settings.source_topic != TRANSCRIPTS_TOPIC:
+                flags += f" --source-topic {self.settings.source_topic}"
+            if self.settings.target_topic != EMOTIONS_TOPIC:
+                flags += f" --target-topic {self.settings.target_topic}"
             raise TopicError(
                 f"topic(s) {', '.join(repr(t) for t in missing)} missing at {self.client.bootstrap}; "
-                "create them with 'emostream topics ensure' (or 'emostream topics create NAME')"
+                f"create them with 'emostream topics ensure{flags}' (or 'emostream topics create NAME')"
             )
 
     def start(self) -> None:
