@@ -1,7 +1,9 @@
-"""A small built-in generator of simulated devices speaking realistic utterances in several emotions.
+"""Simulated devices for ``emostream demo``: a thread that sends utterances at a rate until stopped.
 
-Used by ``emostream demo`` (and the pipeline benchmark) until/unless ``emostream.edge.simulate``
-replaces it; kept in its own module so it can be swapped.
+The utterances come from the edge simulator's written corpus (``emostream.edge.corpus``) when it
+is installed, else from the small built-in list below, so the demo never depends on the edge
+package. (``emostream.edge.simulate.simulate`` itself blocks until a duration ends; the demo needs
+a sender it can stop on Ctrl-C, hence this thread.)
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ def utterances(devices: list[str], rng: random.Random | None = None) -> Iterator
         )
 
 
+def _stream(names: list[str], rng: random.Random) -> Iterator[Transcript]:
+    """The edge corpus (shuffled over devices) when available, else :func:`utterances`."""
+    try:
+        from emostream.edge.corpus import realistic_transcripts
+    except ImportError:
+        return utterances(names, rng)
+    shuffled = names * 7
+    rng.shuffle(shuffled)  # round-robin over a shuffled list: devices do not speak in a fixed order
+    return realistic_transcripts(shuffled, 10**12, rng.randrange(1 << 30), engine="demo")
+
+
 class SimulatedDevices:
     """Background thread that sends ``rate`` utterances per second per device through ``producer``."""
 
@@ -104,7 +117,7 @@ class SimulatedDevices:
         return self
 
     def _run(self) -> None:
-        stream = utterances(self._names, self._rng)
+        stream = _stream(self._names, self._rng)
         while not self._stop.is_set():
             t = next(stream)
             self._producer.produce(self._topic, t.encode(), t.device_id.encode())  # type: ignore[attr-defined]
