@@ -1,6 +1,7 @@
 """Render ``model-card.md`` from the training report (``training.json``) and, when present,
-measured figures (``bench.json`` from ``emostream bench model --json``, ``eval.json`` from
-``emostream eval``), so the card never holds hand-typed numbers."""
+measured figures (``bench*.json`` from ``emostream bench model --json``, optionally with a
+``title`` key naming the host; ``eval.json`` from ``emostream eval``), so the card never holds
+hand-typed numbers."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ def _load(folder: Path, name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def render_card(report: dict, bench: dict | None = None, evaluation: dict | None = None) -> str:
-    """The model card as Markdown."""
+def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, evaluation: dict | None = None) -> str:
+    """The model card as Markdown; ``benches`` = ``[(title, bench result), ...]``."""
     sel, exp, dev = report["selected"], report["export"], report["dev_metrics"]
     s = report["settings"]
     lines = [
@@ -25,6 +26,15 @@ def render_card(report: dict, bench: dict | None = None, evaluation: dict | None
         "Emotion classifier for short English utterances: 7 classes "
         f"({', '.join(CLASSES)}), GoEmotions labels folded with the Ekman mapping. "
         "Runs with ONNX Runtime + `tokenizers` (no torch at runtime).",
+        "",
+        "## Where it lives",
+        "",
+        "- `models/<name>/` at the repository root is the documented location; for the shipped model it is a relative "
+        "symlink to `src/emostream/models_data/<name>/`, which setuptools installs as package data, so editable and "
+        "non-editable installs load the same bytes. `EMOSTREAM_MODELS_DIR` puts another folder first in the search.",
+        "- Files: `model.onnx`, `tokenizer.json` (no fixed padding: the runtime pads per length group), `labels.json` "
+        "(classes, head, per-class thresholds, max_length, precision), this card, and `training.json`/`eval.json`/"
+        "`bench*.json` that the card is rendered from.",
         "",
         "## Base model and license",
         "",
@@ -107,27 +117,34 @@ def render_card(report: dict, bench: dict | None = None, evaluation: dict | None
     if evaluation:
         lines += [
             "",
-            f"Re-measured with `emostream eval dev.tsv --format goemotions` on the CPU host below: macro-F1 "
+            f"Re-measured with `emostream eval dev.tsv --format goemotions` on the project's 2-core dev VM (contended, see Speed): macro-F1 "
             f"{evaluation['macro_f1']}, accuracy {evaluation['accuracy']}, {evaluation['utterances_per_s']} utterances/s.",
         ]
     lines += ["", "## Speed", ""]
-    if bench:
-        host = bench.get("host", {})
+    for title, b in benches or []:
+        host = b.get("host", {})
         lines += [
-            f"`emostream bench model --json` on {host.get('cpu_count')} CPU cores ({host.get('cpu_model', 'unknown CPU')}), "
-            f"onnxruntime {host.get('onnxruntime')}, spoken-length utterances (5–25 words):",
+            f"### {title}",
+            "",
+            f"`emostream bench model --json --threads {b.get('threads')}` on {host.get('cpu_count')} CPU core(s) "
+            f"({host.get('cpu_model', 'unknown CPU')}), onnxruntime {host.get('onnxruntime')}, 1-min load average "
+            f"{host.get('loadavg_1m')} when measured, built-in utterances of {b.get('utterance_words', {}).get('min')}–"
+            f"{b.get('utterance_words', {}).get('max')} words:",
             "",
             "| batch | utterances/s | p50 ms | p99 ms |",
             "| --- | --- | --- | --- |",
         ]
-        lines += [f"| {b['batch_size']} | {b['utterances_per_s']} | {b['p50_ms']} | {b['p99_ms']} |" for b in bench["batches"]]
+        lines += [f"| {x['batch_size']} | {x['utterances_per_s']} | {x['p50_ms']} | {x['p99_ms']} |" for x in b["batches"]]
+        naive = b.get("naive_utterances_per_s")
         lines += [
             "",
-            f"- Cold start (load + first prediction): {bench.get('cold_start_s')} s.",
-            f"- Naive baseline (transformers + torch, one text at a time): {bench.get('naive_utterances_per_s')} utterances/s"
-            + (f"; speedup at the best batch size: {bench.get('speedup_vs_naive')}×." if bench.get("speedup_vs_naive") else f" ({bench.get('naive_note')})."),
+            f"- Cold start (load + first prediction): {b.get('cold_start_s')} s.",
+            f"- Naive baseline (transformers + torch, same weights, one text at a time): "
+            + (f"{naive} utterances/s; speedup at the best batch size: {b.get('speedup_vs_naive')}x." if naive
+               else f"not measured ({b.get('naive_note')})."),
+            "",
         ]
-    else:
+    if not benches:
         lines += ["Not measured yet: run `emostream bench model --json > models/<name>/bench.json` and re-render."]
     lines += [
         "",
@@ -142,11 +159,15 @@ def render_card(report: dict, bench: dict | None = None, evaluation: dict | None
 
 
 def write_card(folder: str | Path, report: dict | None = None) -> Path:
-    """(Re)write ``folder/model-card.md`` from training.json (+ bench.json / eval.json if present)."""
+    """(Re)write ``folder/model-card.md`` from training.json (+ bench*.json / eval.json if present)."""
     folder = Path(folder)
     report = report or _load(folder, "training.json")
     if report is None:
         raise FileNotFoundError(f"{folder}/training.json")
     path = folder / "model-card.md"
-    path.write_text(render_card(report, _load(folder, "bench.json"), _load(folder, "eval.json")), encoding="utf-8")
+    benches = []
+    for bench_file in sorted(folder.glob("bench*.json")):
+        data = json.loads(bench_file.read_text(encoding="utf-8"))
+        benches.append((data.pop("title", bench_file.stem), data))
+    path.write_text(render_card(report, benches, _load(folder, "eval.json")), encoding="utf-8")
     return path
