@@ -12,7 +12,7 @@ CLASSES: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "sadness", "surpr
 NEUTRAL = "neutral"
 
 # Copies of the upstream GoEmotions files ship inside the package, so eval/train work even
-# when the data folder does not carry them (sources: see /work/shared/data/README.md upstream).
+# when the data folder does not carry them (source: google-research/google-research, goemotions/data/, Apache-2.0).
 _HERE = Path(__file__).resolve().parent
 DEFAULT_MAPPING_FILE = _HERE / "ekman_mapping.json"
 DEFAULT_EMOTIONS_FILE = _HERE / "goemotions_labels.txt"
