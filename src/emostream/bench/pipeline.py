@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,7 +169,7 @@ def _topics(admin: Admin, prefix: str) -> tuple[str, str, str]:
 
 def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, batch: int, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "emostream", "worker", "--bootstrap", bootstrap, "--source-topic", src, "--target-topic", out,
-           "--group", group, "--batch-max", str(batch), "--instance-id", group]
+           "--group", group, "--batch-max", str(batch), "--instance-id", group, "--verbose"]
     if model:
         cmd += ["--model", model]
     return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
@@ -207,7 +208,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict[str, Any]:
         run = f"bench-{int(time.time())}-{os.getpid()}"
 
         _say(f"model alone at batch {batch}")
-        model_tp, model_name = _model_throughput(model_spec, texts, batch)
+        model_tp, model_name = _model_throughput(model_spec, texts, batch)  # again at the end: the better of the two
 
         _say(f"throughput: {count} transcripts as a backlog")
         src, out, _dlq = _topics(admin, f"{run}-tp")
@@ -242,6 +243,9 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict[str, Any]:
         src3, out3, _ = _topics(admin, f"{run}-naive")
         _produce(client, src3, texts[:naive_n])
         naive_tp = _naive(client, model_spec, src3, out3, naive_n, timeout_s=600)
+        # The first measurement can overlap the broker's start-up (JIT, log recovery); the ceiling
+        # is the better of the two, so ratio_to_model is never flattered by a slow measurement.
+        model_tp = max(model_tp, _model_throughput(model_spec, texts, batch)[0])
 
         ms = lambda v: None if v is None else round(v * 1000.0, 1)  # noqa: E731
         result = {
@@ -279,3 +283,5 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict[str, Any]:
                 p.wait(10)
         if cluster is not None:
             cluster.down()
+            shutil.rmtree(tmp / "kafka", ignore_errors=True)
+        _say(f"worker logs (one line per transaction) in {tmp}")

@@ -218,8 +218,11 @@ class Worker:
             now = time.monotonic()
             if self.policy.is_closed(len(self._pending), opened_at, now):
                 break
+            # consume() waits until it has num_messages or the timeout passes, so an empty batch
+            # asks for one record (returns as soon as it arrives) and only an open batch asks
+            # for the rest, within what is left of its wait.
             msgs = self._consumer.consume(
-                num_messages=max(1, self.policy.room(len(self._pending))),
+                num_messages=max(1, self.policy.room(len(self._pending))) if self._pending else 1,
                 timeout=self.policy.poll_timeout(len(self._pending), opened_at, now),
             )
             self._last_poll = time.monotonic()
@@ -264,7 +267,10 @@ class Worker:
                 cp.produce(out)
             for rec in batch:
                 cp.store_offset(rec.topic, rec.partition, rec.offset)
+            started = time.perf_counter()
             cp.commit()
+            log.debug("batch of %d: model %.0f ms in %d call(s), commit %.0f ms", len(batch), result.model_s * 1000,
+                      result.model_calls, (time.perf_counter() - started) * 1000)
         except TransactionAborted:
             self.aborts += 1
             self._aborts_in_row += 1
