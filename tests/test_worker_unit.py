@@ -208,3 +208,14 @@ def test_huge_dead_letter_is_truncated_so_it_can_always_be_written() -> None:
     small = b"\xff" * 1000
     (dl,) = process_batch([_rec(1, small)], KeywordClassifier(), target_topic="o", dlq_topic="d").dead_letters
     assert dl.value == small and "error.value_truncated_from" not in dict(dl.headers)
+
+
+def test_json_log_lines_carry_extra_fields() -> None:
+    import logging
+
+    from emostream.worker.logs import JsonFormatter
+
+    rec = logging.makeLogRecord({"name": "emostream.worker", "levelname": "INFO", "msg": "assigned %s", "args": ("t[0]",), "partition": 0})
+    line = json.loads(JsonFormatter().format(rec))
+    assert (line["level"], line["msg"], line["partition"]) == ("info", "assigned t[0]", 0)
+    assert line["ts"].endswith("Z")
