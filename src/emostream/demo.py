@@ -95,6 +95,7 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     worker_thread: threading.Thread | None = None
     devices = None
     reader = None
+    dashboard = None
     try:
         state = cluster.state
         _say(f"starting a 1-broker Kafka in {cluster.dir}")
@@ -107,6 +108,14 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         worker.start()
         worker_thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
         worker_thread.start()
+        if getattr(args, "dashboard_port", 0):
+            from emostream.dashboard import serve
+
+            try:
+                dashboard = serve(bootstrap=client.bootstrap, port=args.dashboard_port)
+                _say(f"dashboard: {dashboard.url}")
+            except OSError as exc:  # the terminal view still works without it
+                _say(f"dashboard not started on port {args.dashboard_port} ({exc.strerror}); pass --dashboard-port")
         reader = _reader(client, admin, EMOTIONS_TOPIC)
         devices = _devices(client, TRANSCRIPTS_TOPIC, args.devices, args.rate)
         _say(f"{args.devices} simulated device(s) talking; " + ("Ctrl-C stops everything" if args.duration is None else f"running {args.duration:g}s"))
@@ -124,6 +133,8 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         if devices is not None:
             devices.stop()
+        if dashboard is not None:
+            dashboard.stop()
         if worker is not None:
             worker.stop()
         if worker_thread is not None:

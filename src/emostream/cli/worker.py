@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     d.add_argument("--rate", type=float, default=0.5, help="utterances per second per device (default 0.5)")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     d.add_argument("--model", default=None, help="model for the worker (default: the shipped model)")
+    d.add_argument("--dashboard-port", type=int, default=8765, help="serve the live dashboard on this port (0: none; default 8765)")
     d.add_argument("--keep-cluster", action="store_true", help="leave the demo's Kafka running at the end")
     d.set_defaults(func=_run_demo)
 
