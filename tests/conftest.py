@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from emostream.cluster import LocalCluster
-from emostream.cluster.brokers import port_free
-from emostream.cluster.config import CONTROLLER_OFFSET, INTERNAL_OFFSET
+from emostream.cluster.brokers import cluster_ports_free
+from emostream.cluster.config import INTERNAL_OFFSET
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "goemotions"
@@ -23,8 +22,7 @@ def free_base_port(brokers: int) -> int:
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(200):
         base = rng.randrange(20000, 60000 - INTERNAL_OFFSET - brokers)
-        ports = [base + off + i for off in (0, CONTROLLER_OFFSET, INTERNAL_OFFSET) for i in range(brokers)]
-        if all(port_free("127.0.0.1", p) for p in ports):
+        if cluster_ports_free(base, brokers):
             return base
     raise RuntimeError("no free port range found")
 

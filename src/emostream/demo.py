@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from emostream.cluster import LocalCluster
-from emostream.cluster.brokers import port_free
-from emostream.cluster.config import CONTROLLER_OFFSET, INTERNAL_OFFSET
+from emostream.cluster.brokers import cluster_ports_free
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, home_dir
 from emostream.errors import ClusterError
 from emostream.kafka.admin import Admin
@@ -42,7 +41,7 @@ def demo_dir() -> Path:
 def _base_port() -> int:
     """9092 when its three ports are free, else the first free range above it."""
     for base in range(9092, 40000, 10):
-        if all(port_free("127.0.0.1", base + off) for off in (0, CONTROLLER_OFFSET, INTERNAL_OFFSET)):
+        if cluster_ports_free(base):
             return base
     raise ClusterError("no free port range for the demo's Kafka; stop other local brokers")
 

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from emostream.cluster import LocalCluster
-from emostream.cluster.brokers import port_free
-from emostream.cluster.config import CONTROLLER_OFFSET, INTERNAL_OFFSET
+from emostream.cluster.brokers import cluster_ports_free
 from emostream.demo_devices import UTTERANCES, device_names
 from emostream.errors import ClusterError
 from emostream.events import SourceRef, Transcript, decode_transcript, format_ts, parse_ts
@@ -56,7 +55,7 @@ def _free_base() -> int:
     rng = random.Random(os.getpid())
     for _ in range(200):
         base = rng.randrange(20000, 50000)
-        if all(port_free("127.0.0.1", base + off) for off in (0, CONTROLLER_OFFSET, INTERNAL_OFFSET)):
+        if cluster_ports_free(base):
             return base
     raise ClusterError("no free ports for the benchmark's Kafka")
 

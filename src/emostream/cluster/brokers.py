@@ -28,7 +28,9 @@ from emostream.cluster.config import (
     LOG4J2_PROPERTIES,
     ClusterSettings,
     NodeSpec,
+    LOCAL_HOST,
     jvm_options,
+    local_nodes,
     new_cluster_id,
     render_properties,
     server_properties,
@@ -143,6 +145,12 @@ def port_free(host: str, port: int) -> bool:
                 return False
             raise
     return True
+
+
+def cluster_ports_free(base_port: int, brokers: int = 1) -> bool:
+    """True when every port a local cluster of ``brokers`` nodes at ``base_port`` needs is free now."""
+    nodes = local_nodes(brokers, Path("."), base_port)
+    return all(port_free(LOCAL_HOST, listener.port) for node in nodes for listener in node.listeners)
 
 
 class LocalCluster:
