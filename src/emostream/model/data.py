@@ -7,6 +7,7 @@ Malformed input raises :class:`emostream.errors.DataError` naming the file and l
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,17 @@ def _lines(path: Path) -> list[str]:
     return lines
 
 
+def _rows(path: Path, layout: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, tab-separated fields) of each non-blank line; DataError when a line has one column."""
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.rstrip("\r").split("\t")
+        if len(fields) < 2:
+            raise DataError(f"{path}:{number}: expected '{layout}', found {len(fields)} column(s)")
+        yield number, fields
+
+
 def read_goemotions(
     path: str | Path, emotions_file: str | Path | None = None, mapping_file: str | Path | None = None
 ) -> list[Example]:
@@ -62,12 +74,7 @@ def read_goemotions(
     names = load_goemotions_labels(emotions_file)
     mapping = load_ekman_mapping(mapping_file)
     rows: list[Example] = []
-    for number, line in enumerate(_lines(path), start=1):
-        if not line.strip():
-            continue
-        fields = line.rstrip("\r").split("\t")
-        if len(fields) < 2:
-            raise DataError(f"{path}:{number}: expected 'text<TAB>ids<TAB>id', found {len(fields)} column(s)")
+    for number, fields in _rows(path, "text<TAB>ids<TAB>id"):
         text, ids = fields[0], fields[1]
         try:
             numbers = [int(x) for x in ids.split(",") if x.strip() != ""]
@@ -89,12 +96,7 @@ def read_tsv(path: str | Path) -> list[Example]:
     """Read ``text \\t class,class`` rows (class names from CLASSES, no header)."""
     path = Path(path)
     rows: list[Example] = []
-    for number, line in enumerate(_lines(path), start=1):
-        if not line.strip():
-            continue
-        fields = line.rstrip("\r").split("\t")
-        if len(fields) < 2:
-            raise DataError(f"{path}:{number}: expected 'text<TAB>class[,class...]', found 1 column")
+    for number, fields in _rows(path, "text<TAB>class[,class...]"):
         names = [x.strip() for x in fields[1].split(",") if x.strip()]
         if not names:
             raise DataError(f"{path}:{number}: no class names")
