@@ -170,9 +170,11 @@ def _create(args: argparse.Namespace) -> int:
 
     admin = _admin(args)
     plan = plan_topic(args.name, admin.live_brokers(), args.partitions, args.replication, args.min_insync)
-    created = create_topic(admin, plan)
+    if not create_topic(admin, plan):
+        print(f"topic {plan.name} already exists")
+        return 0
     print(f"created topic {plan.name} (partitions {plan.partitions}, replication {plan.replication}, "
-          f"min.insync.replicas {plan.configs['min.insync.replicas']})" if created else f"topic {plan.name} already exists")
+          f"min.insync.replicas {plan.configs['min.insync.replicas']})")
     return 0
 
 
