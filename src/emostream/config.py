@@ -13,11 +13,26 @@ EMOTIONS_TOPIC = "emotion.events"
 WORKER_GROUP = "emostream-worker"
 DEFAULT_MODEL = "emostream-ekman"
 FALLBACK_BOOTSTRAP = "localhost:9092"
+# Compacted registry of device public keys (key = device id, value = JSON): written by the admin
+# (``users add``), read by workers to verify each transcript's signature.
+DEVICE_KEYS_TOPIC = "emostream.device-keys"
+# Per-device results: ``emotion.events.<device>``, readable only by that device (literal ACL).
+DEVICE_EVENTS_PREFIX = f"{EMOTIONS_TOPIC}."
 
 
 def dlq_topic(source_topic: str) -> str:
     """The dead-letter topic that belongs to ``source_topic``."""
     return f"{source_topic}.dlq"
+
+
+def device_events_topic(device_id: str) -> str:
+    """The results topic only ``device_id`` may read (secure clusters)."""
+    return f"{DEVICE_EVENTS_PREFIX}{device_id}"
+
+
+def dedupe_topic(source_topic: str) -> str:
+    """The worker's compacted changelog of recently processed utterance ids for ``source_topic``."""
+    return f"{source_topic}.dedupe"
 
 
 def pipeline_topics(source_topic: str = TRANSCRIPTS_TOPIC, target_topic: str = EMOTIONS_TOPIC) -> list[str]:

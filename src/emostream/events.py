@@ -19,6 +19,13 @@ from typing import Any
 SCHEMA_VERSION = 1
 DEFAULT_MAX_TEXT_BYTES = 8 * 1024
 UNKNOWN_DEVICE = "unknown"
+# Bounds on identifiers from outside. Device ids are the same alphabet as user ids (they name
+# principals, topics and groups); utterance ids are bounded so the dedupe memory is too.
+MAX_DEVICE_ID_CHARS = 64
+MAX_UTTERANCE_ID_CHARS = 128
+MAX_KEY_BYTES = 256
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_UTTERANCE_ID_CHARS = _ID_CHARS | {":"}
 
 
 class InvalidEvent(ValueError):
@@ -27,6 +34,31 @@ class InvalidEvent(ValueError):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+def check_device_id(device_id: str) -> str:
+    """``device_id`` when it is 1-64 of ``[A-Za-z0-9._-]`` not starting with '.'; InvalidEvent otherwise."""
+    if (
+        not device_id
+        or len(device_id) > MAX_DEVICE_ID_CHARS
+        or device_id[0] == "."
+        or not _ID_CHARS.issuperset(device_id)
+    ):
+        raise InvalidEvent(
+            "invalid_device_id",
+            f"device id must be 1-{MAX_DEVICE_ID_CHARS} letters, digits, '-', '_' or '.' (got {device_id[:80]!r})",
+        )
+    return device_id
+
+
+def check_utterance_id(utterance_id: str) -> str:
+    """``utterance_id`` when it is 1-128 of ``[A-Za-z0-9._:-]``; InvalidEvent otherwise."""
+    if not utterance_id or len(utterance_id) > MAX_UTTERANCE_ID_CHARS or not _UTTERANCE_ID_CHARS.issuperset(utterance_id):
+        raise InvalidEvent(
+            "invalid_utterance_id",
+            f"utterance id must be 1-{MAX_UTTERANCE_ID_CHARS} letters, digits, '-', '_', '.' or ':' (got {utterance_id[:80]!r})",
+        )
+    return utterance_id
 
 
 def utc_now_iso() -> str:
