@@ -42,6 +42,8 @@ class ClientConfig:
 
     bootstrap: str
     security: dict[str, str] = field(default_factory=dict)
+    # A device's Ed25519 private key (base64) from its profile: the edge signs what it sends.
+    signing_key: str | None = None
 
     def librdkafka(self, **extra: Any) -> dict[str, Any]:
         """A librdkafka config dict: bootstrap, security, then ``extra`` (dots as keys)."""
@@ -54,12 +56,14 @@ class ClientConfig:
         """From CLI flags / environment: see :func:`resolve_bootstrap` and :func:`load_security_profile`."""
         profile_path = security_profile or os.environ.get("EMOSTREAM_SECURITY_PROFILE")
         security: dict[str, str] = {}
-        profile_bootstrap = None
+        profile_bootstrap = signing_key = None
         if profile_path:
             profile = load_security_profile(Path(profile_path))
             profile_bootstrap = profile.pop("bootstrap", None)
+            signing_key = profile.pop("signing_key", None)
             security = profile
-        return cls(bootstrap=bootstrap or profile_bootstrap or resolve_bootstrap(None), security=security)
+        return cls(bootstrap=bootstrap or profile_bootstrap or resolve_bootstrap(None), security=security,
+                   signing_key=signing_key)
 
 
 def load_security_profile(path: Path) -> dict[str, str]:
@@ -74,8 +78,8 @@ def load_security_profile(path: Path) -> dict[str, str]:
         raise ConfigError(f"security profile {path} must be a JSON object")
     out: dict[str, str] = {}
     for key, value in data.items():
-        if key == "bootstrap":
-            out["bootstrap"] = str(value)
+        if key in ("bootstrap", "signing_key") and value is not None:
+            out[key] = str(value)
         elif key in _PROFILE_KEYS and value is not None:
             out[_PROFILE_KEYS[key]] = str(value)
     return out
