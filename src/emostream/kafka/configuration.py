@@ -1,7 +1,16 @@
-"""Client settings: bootstrap servers plus an optional security profile, as librdkafka config."""
+"""Client settings: bootstrap servers plus an optional security profile, as librdkafka config.
+
+The security profile JSON is outside input (a file a person copies to a device and edits), so
+:func:`read_security_profile` is the one place that reads it: a JSON object of at most
+:data:`PROFILE_MAX_BYTES`, only the keys of :data:`PROFILE_KEYS`, each a non-empty string with no
+NUL or line break (they end up in librdkafka's C strings and in Java's JAAS line). It returns a
+valid profile or raises :class:`ConfigError`, nothing else.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
@@ -24,8 +33,13 @@ class _QuietLog:
 
 _QUIET = _QuietLog()
 
-# Security profile JSON keys → librdkafka settings.
-_PROFILE_KEYS = {
+SECURITY_PROFILE_ENV = "EMOSTREAM_SECURITY_PROFILE"
+SCRAM_MECHANISM = "SCRAM-SHA-512"  # the one SASL mechanism our secure clusters enable
+PROFILE_MAX_BYTES = 64 * 1024  # a real profile is ~400 bytes; anything near this is not one
+
+# Security profile JSON keys → librdkafka settings (None: ours, not passed to librdkafka).
+PROFILE_KEYS: dict[str, str | None] = {
+    "bootstrap": None,
     "security_protocol": "security.protocol",
     "sasl_mechanism": "sasl.mechanisms",
     "username": "sasl.username",
@@ -33,7 +47,10 @@ _PROFILE_KEYS = {
     "ca_file": "ssl.ca.location",
     "cert_file": "ssl.certificate.location",
     "key_file": "ssl.key.location",
+    "signing_key": None,  # a device's Ed25519 private key (base64): the edge signs what it sends
 }
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER")
 
 
 @dataclass(frozen=True)
@@ -53,33 +70,96 @@ class ClientConfig:
 
     @classmethod
     def resolve(cls, bootstrap: str | None = None, security_profile: str | None = None) -> "ClientConfig":
-        """From CLI flags / environment: see :func:`resolve_bootstrap` and :func:`load_security_profile`."""
-        profile_path = security_profile or os.environ.get("EMOSTREAM_SECURITY_PROFILE")
-        security: dict[str, str] = {}
-        profile_bootstrap = signing_key = None
-        if profile_path:
-            profile = load_security_profile(Path(profile_path))
-            profile_bootstrap = profile.pop("bootstrap", None)
-            signing_key = profile.pop("signing_key", None)
-            security = profile
-        return cls(bootstrap=bootstrap or profile_bootstrap or resolve_bootstrap(None), security=security,
-                   signing_key=signing_key)
+        """From CLI flags / environment: see :func:`resolve_bootstrap` and :func:`security_profile_path`."""
+        path = security_profile_path(security_profile)
+        if path is None:
+            return cls(bootstrap=bootstrap or resolve_bootstrap(None))
+        profile = read_security_profile(path)
+        return cls(bootstrap=bootstrap or profile.get("bootstrap") or resolve_bootstrap(None),
+                   security=librdkafka_security(profile), signing_key=profile.get("signing_key"))
 
 
-def load_security_profile(path: Path) -> dict[str, str]:
-    """Read a security profile JSON into librdkafka settings (plus ``bootstrap`` if present)."""
+def security_profile_path(flag: str | os.PathLike[str] | None = None) -> Path | None:
+    """The profile to use: ``flag``, else ``EMOSTREAM_SECURITY_PROFILE``, else None (plaintext)."""
+    chosen = flag or os.environ.get(SECURITY_PROFILE_ENV)
+    return Path(chosen) if chosen else None
+
+
+def read_security_profile(path: Path) -> dict[str, str]:
+    """The profile at ``path`` as written (profile keys, string values), validated; ConfigError otherwise."""
+    raw = _read_bounded(Path(path))
     try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"security profile {path} does not exist; create one with 'emostream users add'") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"security profile {path} is not readable JSON: {exc}") from exc
+        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"security profile {path} sets '{exc}' twice; keep one") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConfigError(f"security profile {path} is not readable JSON: {str(exc)[:200]}") from None
+    return check_security_profile(data, str(path))
+
+
+def check_security_profile(data: object, where: str = "the security profile") -> dict[str, str]:
+    """``data`` (parsed JSON) as a profile: known keys, non-empty one-line strings; ConfigError otherwise."""
     if not isinstance(data, dict):
-        raise ConfigError(f"security profile {path} must be a JSON object")
-    out: dict[str, str] = {}
+        raise ConfigError(f"security profile {where} must be a JSON object like "
+                          '{"bootstrap": "host:9092", "username": "...", ...}')
+    unknown = sorted(str(k)[:40] for k in data if k not in PROFILE_KEYS)
+    if unknown:
+        raise ConfigError(f"security profile {where} has unknown key(s) {', '.join(map(repr, unknown[:5]))}; "
+                          f"known keys are {', '.join(PROFILE_KEYS)} (a typo? a profile from a newer emostream?)")
     for key, value in data.items():
-        if key in ("bootstrap", "signing_key") and value is not None:
-            out[key] = str(value)
-        elif key in _PROFILE_KEYS and value is not None:
-            out[_PROFILE_KEYS[key]] = str(value)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"security profile {where}: '{key}' must be a non-empty string, got {type(value).__name__}")
+        if any(c in value for c in "\0\r\n"):
+            raise ConfigError(f"security profile {where}: '{key}' contains a NUL or line break; remove it")
+    protocol = data.get("security_protocol")
+    if protocol is not None and protocol.upper() not in _PROTOCOLS:
+        raise ConfigError(f"security profile {where}: security_protocol must be one of {', '.join(_PROTOCOLS)}, got {protocol[:40]!r}")
+    mechanism = data.get("sasl_mechanism")
+    if mechanism is not None and mechanism.upper() not in _MECHANISMS:
+        raise ConfigError(f"security profile {where}: sasl_mechanism must be one of {', '.join(_MECHANISMS)}, got {mechanism[:40]!r}")
+    if "signing_key" in data:
+        _check_signing_key(data["signing_key"], where)
+    return dict(data)
+
+
+def librdkafka_security(profile: dict[str, str]) -> dict[str, str]:
+    """The librdkafka settings of a checked profile (``bootstrap`` and ``signing_key`` are not among them)."""
+    return {setting: profile[key] for key, setting in PROFILE_KEYS.items() if setting and key in profile}
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal keys; in a file holding credentials that hides an edit.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key[:40])
+        out[key] = value
     return out
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(PROFILE_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"security profile {path} does not exist; clients get one from 'emostream users add ID --out FILE', "
+                          "the admin's is <cluster dir>/security/admin.json ('emostream kafka status --json' shows it)") from None
+    except OSError as exc:
+        raise ConfigError(f"security profile {path} cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > PROFILE_MAX_BYTES:
+        raise ConfigError(f"security profile {path} is over {PROFILE_MAX_BYTES // 1024} KiB; it is not a profile")
+    return raw
+
+
+def _check_signing_key(value: str, where: str) -> None:
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"security profile {where}: signing_key is not a base64 Ed25519 key (32 bytes); "
+                          "'emostream users add ID' issues a new one")
