@@ -10,7 +10,7 @@ from emostream.errors import InvalidOffset, ModelError, TransactionAborted, Tran
 from emostream.events import Transcript
 from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
 from emostream.worker.checkpoint import Checkpoint
-from emostream.worker.dedupe import RecentIds
+from emostream.worker.dedupe import RecentIds, utterance_digest
 from emostream.worker.process import Output, Record, process_batch
 from tests.worker_helpers import KeywordClassifier
 
@@ -33,7 +33,7 @@ def test_process_classifies_valid_and_dead_letters_bad_in_one_model_call() -> No
     assert first["source"] == {"topic": "src", "partition": 0, "offset": 0}
     assert first["latency_ms"] == pytest.approx(1000.0)  # from ended_at
     assert res.events[0].key == b"dev" and res.events[1].key == b"pi"
-    assert json.loads(res.events[1].value)["utterance_id"] == "src-0-3"
+    assert json.loads(res.events[1].value)["utterance_id"] == "@src-0-3"
     assert [(d.topic, d.key, d.value, d.error_type) for d in res.dead_letters] == [
         ("src.dlq", b"dev", b"{oops", "invalid_json"),
         ("src.dlq", b"dev", None, "null_value"),
@@ -62,7 +62,7 @@ def test_a_model_that_fails_on_everything_stops_the_worker() -> None:
 
 def test_duplicates_are_dropped_within_and_across_committed_batches() -> None:
     recent = RecentIds(capacity=100)
-    recs = [_rec(0, _t("a", "x")), _rec(1, _t("a", "x")), _rec(2, _t("a", "x", dev="other"))]
+    recs = [_rec(0, _t("a", "x")), _rec(1, _t("a", "x")), _rec(2, _t("a", "x", dev="other"), key=b"other")]
     res = process_batch(recs, KeywordClassifier(), target_topic="o", dlq_topic="d", recent=recent)
     assert (len(res.events), res.duplicates) == (2, 1)
     recent.commit()
@@ -70,24 +70,53 @@ def test_duplicates_are_dropped_within_and_across_committed_batches() -> None:
     assert (len(res.events), res.duplicates) == (0, 1)
 
 
+def _d(uid: str, dev: str = "d") -> bytes:
+    return utterance_digest(dev, uid)
+
+
 def test_dedupe_rolls_back_with_an_aborted_transaction() -> None:
     recent = RecentIds()
-    assert recent.check_and_stage(("t", 0), "d", "u1")
+    assert recent.check_and_stage(("t", 0), _d("u1"))
     recent.rollback()
-    assert recent.check_and_stage(("t", 0), "d", "u1")  # the retry of the aborted batch is not a duplicate
+    assert recent.check_and_stage(("t", 0), _d("u1"))  # the retry of the aborted batch is not a duplicate
     recent.commit()
-    assert not recent.check_and_stage(("t", 0), "d", "u1")
-    assert recent.check_and_stage(("t", 1), "d", "u1")  # per partition
+    assert not recent.check_and_stage(("t", 0), _d("u1"))
+    assert recent.check_and_stage(("t", 1), _d("u1"))  # per partition
 
 
 def test_dedupe_is_bounded() -> None:
     recent = RecentIds(capacity=3)
     for i in range(5):
-        recent.check_and_stage(("t", 0), "d", f"u{i}")
+        recent.check_and_stage(("t", 0), _d(f"u{i}"))
     recent.commit()
     assert len(recent) == 3
-    assert recent.check_and_stage(("t", 0), "d", "u0")  # evicted, so no longer known
-    assert not recent.check_and_stage(("t", 0), "d", "u4")
+    assert recent.check_and_stage(("t", 0), _d("u0"))  # evicted, so no longer known
+    assert not recent.check_and_stage(("t", 0), _d("u4"))
+
+
+def test_dedupe_holds_fixed_size_digests_whatever_the_id_length() -> None:
+    # Finding 4: 30 KB ids cost 16 bytes each in memory (ids are bounded by the decoder too).
+    assert len(_d("x" * 30_000)) == 16 and _d("a", "pi-1") != _d("a", "pi-2") and _d("a") == _d("a")
+    recent = RecentIds()
+    recent.restore(("t", 0), [_d("old")])
+    assert not recent.check_and_stage(("t", 0), _d("old"))  # restored from the changelog = seen
+
+
+def test_offset_derived_ids_cannot_be_claimed_or_deduped() -> None:
+    # Finding 6: a JSON id that looks like another record's derived id is refused, and derived ids
+    # are never deduped, so no device can suppress plain-text records by claiming their ids first.
+    recent = RecentIds()
+    claim = json.dumps({"v": 1, "text": "claim", "utterance_id": "@src-0-1"}).encode()
+    res = process_batch([_rec(0, claim, b"pi-1"), _rec(1, b"real words", b"pi-2"), _rec(1, b"real words", b"pi-2")],
+                        KeywordClassifier(), target_topic="o", dlq_topic="d", recent=recent)
+    assert [d.error_type for d in res.dead_letters] == ["invalid_utterance_id"]
+    assert res.duplicates == 0 and len(res.events) == 2
+
+
+def test_key_other_than_device_id_is_dead_lettered() -> None:
+    # Finding 5 (plaintext part): the JSON device_id never wins over the record key.
+    res = process_batch([_rec(0, _t("a", "I am happy", dev="pi-2"), b"pi-1")], KeywordClassifier(), target_topic="o", dlq_topic="d")
+    assert [d.error_type for d in res.dead_letters] == ["device_mismatch"] and not res.events
 
 
 class FakeProducer:
@@ -100,7 +129,7 @@ class FakeProducer:
     def begin_transaction(self) -> None:
         self.calls.append("begin")
 
-    def produce(self, topic, value, key, headers=None) -> None:
+    def produce(self, topic, value, key, headers=None, partition=None, on_delivery=None) -> None:
         self.produced.append((topic, key, value))
 
     def send_offsets_to_transaction(self, offsets, meta, timeout) -> None:
@@ -140,7 +169,7 @@ class FakeConsumer:
 
 def test_checkpoint_commits_outputs_and_positions_in_order() -> None:
     prod, cons, recent, committed = FakeProducer(), FakeConsumer({("s", 0): 11, ("s", 1): 5}), RecentIds(), {}
-    recent.check_and_stage(("s", 0), "d", "u")
+    recent.check_and_stage(("s", 0), _d("u"))
     cp = Checkpoint(prod, cons, recent, committed)
     cp.begin()
     cp.produce(Output("out", b"d", b"v"))
@@ -151,7 +180,7 @@ def test_checkpoint_commits_outputs_and_positions_in_order() -> None:
     assert prod.calls == ["begin", "send_offsets", "commit"]
     assert sorted(prod.sent_offsets) == [("s", 0, 11), ("s", 1, 5)]
     assert committed == {("s", 0): 11, ("s", 1): 5}
-    assert not recent.check_and_stage(("s", 0), "d", "u")  # seen only after the commit
+    assert not recent.check_and_stage(("s", 0), _d("u"))  # seen only after the commit
 
 
 def test_offsets_only_move_forward() -> None:
@@ -179,13 +208,13 @@ def test_abortable_commit_error_aborts_rewinds_and_rolls_back_dedupe() -> None:
     cons = FakeConsumer({("s", 0): 11, ("s", 1): 3}, committed={("s", 0): 8})
     cp = Checkpoint(prod, cons, recent, {})
     cp.begin()
-    recent.check_and_stage(("s", 0), "d", "u")
+    recent.check_and_stage(("s", 0), _d("u"))
     cp.store_offset("s", 0, 10)
     with pytest.raises(TransactionAborted):
         cp.commit()
     assert prod.calls[-1] == "abort"
     assert cons.seeks == [("s", 0, 8), ("s", 1, -2)]  # committed offset, else the beginning
-    assert recent.check_and_stage(("s", 0), "d", "u")
+    assert recent.check_and_stage(("s", 0), _d("u"))
 
 
 def test_fatal_commit_error_is_fatal() -> None:
@@ -205,6 +234,10 @@ def test_huge_dead_letter_is_truncated_so_it_can_always_be_written() -> None:
     (dl,) = res.dead_letters
     assert dl.error_type == "value_too_large" and len(dl.value) == DLQ_VALUE_LIMIT
     assert dict(dl.headers)["error.value_truncated_from"] == b"1048000"
+    huge_key = b"k" * 2_000_000  # finding 2: a 2 MB key must not make the dead letter unwritable
+    (dl,) = process_batch([_rec(2, b"hello", huge_key)], KeywordClassifier(), target_topic="o", dlq_topic="d").dead_letters
+    assert dl.error_type == "key_too_large" and len(dl.key) == 256
+    assert dict(dl.headers)["error.key_truncated_from"] == b"2000000"
     small = b"\xff" * 1000
     (dl,) = process_batch([_rec(1, small)], KeywordClassifier(), target_topic="o", dlq_topic="d").dead_letters
     assert dl.value == small and "error.value_truncated_from" not in dict(dl.headers)

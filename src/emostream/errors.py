@@ -59,7 +59,15 @@ class TransactionError(WorkerError):
 
 
 class TransactionAborted(TransactionError):
-    """The transaction was aborted and the consumer rewound; the batch will be read and processed again."""
+    """The transaction was aborted and the consumer rewound; the batch will be read and processed again.
+
+    ``retriable`` is False when the cause was not a passing broker condition (so retrying the
+    same records alone is not expected to help).
+    """
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class TransactionFatal(TransactionError):

@@ -48,7 +48,12 @@ class PipelineMetrics:
         self.model_time = Histogram(
             "emostream_model_seconds", "Time of one model call (one micro-batch)", lbl, buckets=MODEL_BUCKETS, registry=r
         ).labels(component)
-        self._lag = Gauge("emostream_consumer_lag", "High watermark minus position, per partition", lbl + ["topic", "partition"], registry=r)
+        self._lag = Gauge(
+            "emostream_consumer_lag", "High watermark minus the committed offset, per partition", lbl + ["topic", "partition"], registry=r
+        )
+        self.stalled = Gauge(
+            "emostream_stalled_partitions", "Partitions with records waiting and no committed progress (see /healthz)", lbl, registry=r
+        ).labels(component)
 
     def dead_lettered(self, error_type: str, n: int = 1) -> None:
         """Count ``n`` dead letters of ``error_type``."""

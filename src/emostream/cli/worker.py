@@ -27,6 +27,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--instance-id", default=None, help="stable name of this instance (default HOST-PID); part of the transactional.id")
     w.add_argument("--assignment", choices=["cooperative-sticky", "range", "roundrobin"], default="cooperative-sticky",
                    help="partition assignment strategy (default cooperative-sticky)")
+    w.add_argument("--identity", choices=["auto", "key", "signed"], default="auto",
+                   help="how a transcript's device is established: 'signed' (each record signed with the device's key "
+                        "from 'users add'; secure clusters), 'key' (the record key, trusted), 'auto' (signed when the "
+                        "security profile authenticates, else key; default)")
+    w.add_argument("--dedupe-window-h", type=float, default=24.0,
+                   help="re-sent utterance ids are dropped for this long, across restarts (default 24)")
+    w.add_argument("--no-durable-dedupe", action="store_true",
+                   help="keep dedupe ids in memory only (no <source>.dedupe changelog topic)")
+    w.add_argument("--stall-after-s", type=float, default=60.0,
+                   help="/healthz turns 503 when a partition with records waiting commits nothing for this long (default 60)")
     w.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
     w.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines on stderr (default text)")
     w.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -51,6 +61,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:
         raise UsageError(f"--max-text-bytes must be at least 1, got {args.max_text_bytes}")
+    if args.dedupe_window_h <= 0:
+        raise UsageError(f"--dedupe-window-h must be positive, got {args.dedupe_window_h}")
+    if args.stall_after_s <= 0:
+        raise UsageError(f"--stall-after-s must be positive, got {args.stall_after_s}")
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         raise UsageError(f"--metrics-port must be between 0 and 65535, got {args.metrics_port}")
 
@@ -64,6 +78,10 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     _check(args)
     setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    client = ClientConfig.resolve(args.bootstrap, args.security_profile)
+    identity = args.identity
+    if identity == "auto":
+        identity = "signed" if client.security.get("sasl.mechanisms") else "key"
     settings = WorkerSettings(
         source_topic=args.source_topic,
         target_topic=args.target_topic,
@@ -74,8 +92,12 @@ def _run_worker(args: argparse.Namespace) -> int:
         max_text_bytes=args.max_text_bytes,
         instance_id=args.instance_id,
         assignment_strategy=args.assignment,
+        identity=identity,
+        dedupe_window_s=args.dedupe_window_h * 3600.0,
+        durable_dedupe=not args.no_durable_dedupe,
+        stall_after_s=args.stall_after_s,
     )
-    worker = Worker(ClientConfig.resolve(args.bootstrap, args.security_profile), load_model(args.model, args.threads), settings)
+    worker = Worker(client, load_model(args.model, args.threads), settings)
     worker.check_topics()
     server = None
     if args.metrics_port is not None:

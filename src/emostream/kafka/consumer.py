@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -25,20 +26,34 @@ def committed_consumer(client: ClientConfig, group: str, *, from_beginning: bool
     )
 
 
-def partition_lag(consumer: Consumer) -> dict[tuple[str, int], int]:
-    """Lag per assigned partition: the cached high watermark minus the position (no broker round trip).
+def reader_consumer(client: ClientConfig, **extra: Any) -> Consumer:
+    """A consumer for ``assign()``-only reads (changelogs, registries): read_committed, never joins
+    a group nor commits (librdkafka still wants a ``group.id``: a throw-away one)."""
+    return Consumer(
+        client.librdkafka(
+            **{
+                "group.id": f"emostream-reader-{os.getpid()}-{os.urandom(4).hex()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                **extra,
+            }
+        )
+    )
 
-    The high watermark comes from the last fetch response, so this is cheap enough to call every
-    few seconds from the poll loop; a partition not fetched yet reports no lag.
-    """
-    assigned = consumer.assignment()
-    if not assigned:
-        return {}
+
+def committed_lag(consumer: Consumer, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Lag per assigned partition from *committed* offsets: the cached high watermark minus what
+    the group committed (what a restart would resume from), not minus the in-memory position —
+    a partition stuck on a record it cannot get past shows its true, growing lag."""
     out: dict[tuple[str, int], int] = {}
-    for tp in consumer.position(assigned):
-        if tp.offset < 0:
-            continue
+    for tp in consumer.assignment():
         _low, high = consumer.get_watermark_offsets(tp, cached=True)
-        if high >= 0:
-            out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        if high < 0:
+            continue
+        done = committed.get((tp.topic, tp.partition))
+        if done is None:
+            continue
+        out[(tp.topic, tp.partition)] = max(0, high - done)
     return out

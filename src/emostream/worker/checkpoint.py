@@ -14,6 +14,9 @@ import time
 from typing import Any
 
 from emostream.errors import InvalidOffset, TransactionAborted, TransactionFatal
+from emostream.events import SourceRef
+from emostream.kafka.errors import describe, is_fatal, is_retriable, kafka_error
+from emostream.kafka.producer import produce
 from emostream.kafka.types import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from emostream.worker.dedupe import RecentIds
 from emostream.worker.process import Output
@@ -26,10 +29,13 @@ RETRIES = 5
 PartitionKey = tuple[str, int]
 
 
-def _kafka_error(exc: BaseException) -> KafkaError | None:
-    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        return exc.args[0]
-    return None
+# Errors that concern one record, not the broker or the transaction: the output is refused for its
+# own sake (too large, invalid), so its source record is to blame and is dead-lettered on retry.
+RECORD_ERRORS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_RECORD,
+    KafkaError.INVALID_MSG, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_TIMESTAMP,
+    KafkaError._INVALID_ARG, KafkaError._BAD_MSG,
+})
 
 
 def rewind(consumer: Any, timeout_s: float = TXN_TIMEOUT_S) -> dict[PartitionKey, int]:
@@ -74,12 +80,8 @@ class Checkpoint:
         self._committed = committed  # owned by the worker: last offset it committed, per partition
         self._offsets: dict[PartitionKey, int] = {}
         self._open = False
-        self.produced = 0
-
-    @property
-    def empty(self) -> bool:
-        """True when no record was consumed into this checkpoint."""
-        return not self._offsets
+        # Source records whose outputs were refused for their own sake (see RECORD_ERRORS).
+        self.refused: dict[SourceRef, str] = {}
 
     def begin(self) -> None:
         """Start the transaction."""
@@ -88,15 +90,23 @@ class Checkpoint:
 
     def produce(self, out: Output) -> None:
         """Produce one output inside the transaction (waits while the local queue is full)."""
-        while True:
-            try:
-                self._producer.produce(out.topic, out.value, out.key, headers=out.headers)
-                self.produced += 1
-                return
-            except BufferError:
-                self._producer.poll(0.05)
-            except KafkaException as exc:
-                self._fail(exc)
+        try:
+            produce(self._producer, out.topic, out.value, out.key, headers=out.headers, partition=out.partition,
+                    on_delivery=self._delivered(out.source) if out.source is not None else None)
+        except KafkaException as exc:
+            self._blame(out.source, kafka_error(exc))
+            self._fail(exc)
+
+    def _delivered(self, source: SourceRef) -> Any:
+        def report(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                self._blame(source, err)
+
+        return report
+
+    def _blame(self, source: SourceRef | None, err: KafkaError | None) -> None:
+        if source is not None and err is not None and err.code() in RECORD_ERRORS:
+            self.refused.setdefault(source, f"output refused: {err.str()}"[:900])
 
     def store_offset(self, topic: str, partition: int, offset: int) -> None:
         """Record that ``offset`` was processed. Offsets only move forward: a paranoid check
@@ -152,7 +162,7 @@ class Checkpoint:
         for tp in offsets:
             self._committed[(tp.topic, tp.partition)] = tp.offset
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, *, retriable: bool = True) -> None:
         """Abort the open transaction, forget staged ids, rewind the consumer; raises TransactionAborted."""
         log.warning("aborting transaction: %s", reason)
         self._recent.rollback()
@@ -162,7 +172,7 @@ class Checkpoint:
             finally:
                 self._open = False
         rewind(self._consumer)
-        raise TransactionAborted(reason)
+        raise TransactionAborted(reason, retriable=retriable)
 
     def abort_quietly(self) -> None:
         """Abort an open transaction on the way out of an error; never raises (the error wins)."""
@@ -179,9 +189,8 @@ class Checkpoint:
             try:
                 return fn()
             except KafkaException as exc:
-                err = _kafka_error(exc)
-                if err is not None and err.retriable() and not err.txn_requires_abort() and attempt < RETRIES - 1:
-                    log.info("retriable transaction error (%s), retrying", err.str())
+                if is_retriable(exc) and attempt < RETRIES - 1:
+                    log.info("retriable transaction error (%s), retrying", describe(exc))
                     time.sleep(min(2.0, 0.1 * 2**attempt))
                     continue
                 if on_abortable is None:
@@ -190,8 +199,8 @@ class Checkpoint:
         return None  # not reached
 
     def _fail(self, exc: KafkaException) -> None:
-        err = _kafka_error(exc)
-        if err is not None and err.fatal():
-            raise TransactionFatal(f"fatal producer error, exiting: {err.str()}") from exc
+        if is_fatal(exc):
+            raise TransactionFatal(f"fatal producer error, exiting: {describe(exc)}") from exc
         # Abortable, or retries exhausted: aborting is always safe (nothing is committed).
-        self.abort(err.str() if err is not None else str(exc))
+        err = kafka_error(exc)
+        self.abort(describe(exc), retriable=bool(err is not None and err.retriable()))

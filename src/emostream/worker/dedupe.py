@@ -2,60 +2,87 @@
 
 An edge device that crashes after sending but before its spool records the ack sends the same
 utterance again (same ``utterance_id``). The worker drops such a re-send when it has seen the id
-recently for the same device. The memory is bounded (an LRU of ``capacity`` ids per partition) and
-lives in the process: after a restart or a rebalance it starts empty, so a re-send that arrives
-then is classified again. Ids seen in a batch are only *staged*; they become "seen" when the
-transaction that processed them commits, so an aborted batch is deduplicated afresh on retry.
+for the same device recently. An id is held as a 16-byte digest of (device, utterance id), so the
+memory is bounded whatever ids a device sends: an LRU of ``capacity`` digests per partition.
+
+Ids seen in a batch are only *staged*; they become "seen" when the transaction that processed
+them commits, so an aborted batch is deduplicated afresh on retry. The worker also writes each
+newly seen digest to a compacted changelog topic in the same transaction and restores a
+partition's recent digests from it when the partition is assigned (:mod:`.changelog`), so the
+memory survives restarts and rebalances within the changelog's retention window.
+
+Ids the decoder derived from a record's coordinates (``@topic-partition-offset``: plain-text
+records and JSON without ``utterance_id``) are never deduped: they are unique by construction,
+and no device can claim them because '@' is not allowed in an id it sends.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
+from collections.abc import Iterable
 
 DEFAULT_CAPACITY = 10_000
+DERIVED_ID_PREFIX = "@"
 
 PartitionKey = tuple[str, int]
 
 
+def utterance_digest(device_id: str, utterance_id: str) -> bytes:
+    """The 16-byte dedupe key of one device's utterance."""
+    return hashlib.blake2b(f"{device_id}\0{utterance_id}".encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def is_derived_id(utterance_id: str) -> bool:
+    """True for ids the decoder made from the record's coordinates."""
+    return utterance_id.startswith(DERIVED_ID_PREFIX)
+
+
 class RecentIds:
-    """Bounded per-partition LRU of (device_id, utterance_id) with transactional staging."""
+    """Bounded per-partition LRU of utterance digests with transactional staging."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._seen: dict[PartitionKey, OrderedDict[tuple[str, str], None]] = {}
-        self._staged: dict[PartitionKey, list[tuple[str, str]]] = {}
-        self._staged_set: set[tuple[PartitionKey, str, str]] = set()
+        self._seen: dict[PartitionKey, OrderedDict[bytes, None]] = {}
+        self._staged: dict[PartitionKey, list[bytes]] = {}
+        self._staged_set: set[tuple[PartitionKey, bytes]] = set()
 
-    def check_and_stage(self, tp: PartitionKey, device_id: str, utterance_id: str) -> bool:
+    def check_and_stage(self, tp: PartitionKey, digest: bytes) -> bool:
         """True when the id is new (and stage it); False when it is a duplicate to drop."""
-        key = (device_id, utterance_id)
-        if (tp, device_id, utterance_id) in self._staged_set:
+        if (tp, digest) in self._staged_set:
             return False
         seen = self._seen.get(tp)
-        if seen is not None and key in seen:
-            seen.move_to_end(key)
+        if seen is not None and digest in seen:
+            seen.move_to_end(digest)
             return False
-        self._staged.setdefault(tp, []).append(key)
-        self._staged_set.add((tp, device_id, utterance_id))
+        self._staged.setdefault(tp, []).append(digest)
+        self._staged_set.add((tp, digest))
         return True
 
     def commit(self) -> None:
         """The transaction committed: staged ids become seen (oldest evicted past capacity)."""
-        for tp, keys in self._staged.items():
-            seen = self._seen.setdefault(tp, OrderedDict())
-            for key in keys:
-                seen[key] = None
-                seen.move_to_end(key)
-            while len(seen) > self.capacity:
-                seen.popitem(last=False)
+        for tp, digests in self._staged.items():
+            self._remember(tp, digests)
         self.rollback()
 
     def rollback(self) -> None:
         """The transaction aborted: forget what was staged."""
         self._staged.clear()
         self._staged_set.clear()
+
+    def restore(self, tp: PartitionKey, digests: Iterable[bytes]) -> None:
+        """Seed a newly assigned partition with digests read back from the changelog (oldest first)."""
+        self._remember(tp, digests)
+
+    def _remember(self, tp: PartitionKey, digests: Iterable[bytes]) -> None:
+        seen = self._seen.setdefault(tp, OrderedDict())
+        for digest in digests:
+            seen[digest] = None
+            seen.move_to_end(digest)
+        while len(seen) > self.capacity:
+            seen.popitem(last=False)
 
     def drop_partition(self, tp: PartitionKey) -> None:
         """Forget a partition this instance no longer owns."""

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from emostream.events import (
     DEFAULT_MAX_TEXT_BYTES,
+    MAX_KEY_BYTES,
     EmotionEvent,
     InvalidEvent,
     SourceRef,
@@ -22,7 +23,7 @@ from emostream.events import (
 )
 from emostream.errors import ModelError
 from emostream.model.base import Classifier, Prediction
-from emostream.worker.dedupe import RecentIds
+from emostream.worker.dedupe import RecentIds, is_derived_id, utterance_digest
 
 log = logging.getLogger("emostream.worker")
 
@@ -37,6 +38,10 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    headers: list[tuple[str, bytes | None]] | None = None
+    # Set when the consumer could not even read this record (a decompression bomb, a corrupt
+    # batch): the record is dead-lettered by its coordinates with this reason.
+    unreadable: str | None = None
 
     @property
     def source(self) -> SourceRef:
@@ -54,6 +59,8 @@ class Output:
     headers: list[tuple[str, bytes]] | None = None
     latency_s: float | None = None
     error_type: str | None = None
+    partition: int | None = None  # explicit partition (the dedupe changelog mirrors the source's)
+    source: SourceRef | None = None  # the consumed record this output stands for
 
 
 @dataclass
@@ -62,6 +69,8 @@ class BatchResult:
 
     events: list[Output] = field(default_factory=list)
     dead_letters: list[Output] = field(default_factory=list)
+    private: list[Output] = field(default_factory=list)  # copies of events in per-device topics
+    changelog: list[Output] = field(default_factory=list)  # dedupe digests of newly seen ids
     duplicates: int = 0
     model_s: float = 0.0
     model_calls: int = 0
@@ -69,22 +78,42 @@ class BatchResult:
     @property
     def outputs(self) -> list[Output]:
         """Everything to produce."""
-        return self.events + self.dead_letters
+        return self.events + self.private + self.dead_letters + self.changelog
 
 
 # A dead letter must always be writable, or it would abort its transaction forever (a poison
 # pill). The broker's default limit is ~1 MB per record, headers included, so values above this
 # are cut to it and flagged; everything smaller (every plausible transcript) is kept unchanged.
 DLQ_VALUE_LIMIT = 900_000
+DLQ_KEY_LIMIT = MAX_KEY_BYTES
 
 
 def _dead_letter(dlq: str, rec: Record, error_type: str, message: str) -> Output:
+    """The original key and value (cut to what any broker accepts, flagged in a header) plus why."""
     headers = dead_letter_headers(error_type, message, rec.source)
-    value = rec.value
+    key, value = rec.key, rec.value
+    if key is not None and len(key) > DLQ_KEY_LIMIT:
+        headers.append(("error.key_truncated_from", str(len(key)).encode()))
+        key = key[:DLQ_KEY_LIMIT]
     if value is not None and len(value) > DLQ_VALUE_LIMIT:
         headers.append(("error.value_truncated_from", str(len(value)).encode()))
         value = value[:DLQ_VALUE_LIMIT]
-    return Output(dlq, rec.key, value, headers, error_type=error_type)
+    return Output(dlq, key, value, headers, error_type=error_type, source=rec.source)
+
+
+def _decode(rec: Record, max_text_bytes: int, verify: Callable[[Record, Transcript], None] | None) -> Transcript:
+    """The record as a Transcript, or InvalidEvent; whatever else goes wrong on one record is that
+    record's problem (a last-resort guard: it is dead-lettered as ``internal_error``, never fatal)."""
+    try:
+        t = decode_transcript(rec.key, rec.value, rec.source, max_text_bytes=max_text_bytes)
+        if verify is not None:
+            verify(rec, t)
+        return t
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one record must never stop the worker
+        log.exception("decoding %s[%d]@%d failed unexpectedly", rec.topic, rec.partition, rec.offset)
+        raise InvalidEvent("internal_error", f"{type(exc).__name__}: {exc}"[:500]) from exc
 
 
 def _latency_s(t: Transcript, rec: Record, now: float) -> float | None:
@@ -134,24 +163,46 @@ def process_batch(
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     model_batch: int = 64,
     clock: Callable[[], float] = time.time,
+    verify: Callable[[Record, Transcript], None] | None = None,
+    device_topic: Callable[[str], str | None] | None = None,
+    changelog_topic: str | None = None,
+    poisoned: Mapping[SourceRef, str] | None = None,
 ) -> BatchResult:
     """Turn consumed records into outputs. Never skips a record: each one becomes an EmotionEvent,
-    a dead letter, or (a recent duplicate utterance) is counted and dropped."""
+    a dead letter, or (a recent duplicate utterance) is counted and dropped.
+
+    ``verify`` checks a decoded transcript's identity (raises InvalidEvent); ``device_topic`` names
+    the private results topic of a device (or None) that gets a copy of its event;
+    ``changelog_topic`` receives the digest of every newly seen utterance id in the source's
+    partition (durable dedupe); ``poisoned`` names records that failed their transaction on their
+    own before: they are dead-lettered with that reason instead of being processed again.
+    """
     result = BatchResult()
-    valid: list[tuple[Record, Transcript]] = []
+    valid: list[tuple[Record, Transcript, bytes | None]] = []
     for rec in records:
+        if rec.unreadable is not None:
+            result.dead_letters.append(_dead_letter(dlq_topic, rec, "unreadable_record", rec.unreadable))
+            continue
+        reason = poisoned.get(rec.source) if poisoned else None
+        if reason is not None:
+            result.dead_letters.append(_dead_letter(dlq_topic, rec, "poison_record", reason))
+            continue
         try:
-            t = decode_transcript(rec.key, rec.value, rec.source, max_text_bytes=max_text_bytes)
+            t = _decode(rec, max_text_bytes, verify)
         except InvalidEvent as exc:
             result.dead_letters.append(_dead_letter(dlq_topic, rec, exc.error_type, str(exc)))
             continue
-        if recent is not None and not recent.check_and_stage((rec.topic, rec.partition), t.device_id, t.utterance_id):
-            result.duplicates += 1
-            continue
-        valid.append((rec, t))
+        digest = None
+        if recent is not None and not is_derived_id(t.utterance_id):
+            # Ids derived from offsets are unique by construction; only ids a device chose are deduped.
+            digest = utterance_digest(t.device_id, t.utterance_id)
+            if not recent.check_and_stage((rec.topic, rec.partition), digest):
+                result.duplicates += 1
+                continue
+        valid.append((rec, t, digest))
     if not valid:
         return result
-    texts = [t.text for _, t in valid]
+    texts = [t.text for _, t, _ in valid]
     preds: list[Prediction | Exception] = []
     for i in range(0, len(texts), model_batch):
         chunk, seconds = classify_with_fallback(classifier, texts[i : i + model_batch])
@@ -160,21 +211,32 @@ def process_batch(
         result.model_calls += 1
     now = clock()
     classified_at = format_ts(now)
-    for (rec, t), pred in zip(valid, preds):
+    for (rec, t, digest), pred in zip(valid, preds):
+        if changelog_topic is not None and digest is not None:
+            result.changelog.append(Output(changelog_topic, digest, b"", partition=rec.partition, source=rec.source))
         if isinstance(pred, Exception):
             result.dead_letters.append(_dead_letter(dlq_topic, rec, "model_error", f"{type(pred).__name__}: {pred}"))
             continue
-        latency = _latency_s(t, rec, now)
-        event = EmotionEvent(
-            device_id=t.device_id,
-            utterance_id=t.utterance_id,
-            text=t.text,
-            label=pred.label,
-            scores=dict(pred.scores),
-            model=classifier.name,
-            source=rec.source,
-            classified_at=classified_at,
-            latency_ms=None if latency is None else latency * 1000.0,
-        )
-        result.events.append(Output(target_topic, t.device_id.encode("utf-8"), event.encode(), latency_s=latency))
+        try:
+            latency = _latency_s(t, rec, now)
+            value = EmotionEvent(
+                device_id=t.device_id,
+                utterance_id=t.utterance_id,
+                text=t.text,
+                label=pred.label,
+                scores=dict(pred.scores),
+                model=classifier.name,
+                source=rec.source,
+                classified_at=classified_at,
+                latency_ms=None if latency is None else latency * 1000.0,
+            ).encode()
+        except Exception as exc:  # noqa: BLE001 - last-resort guard, as in _decode
+            log.exception("encoding the event of %s[%d]@%d failed", rec.topic, rec.partition, rec.offset)
+            result.dead_letters.append(_dead_letter(dlq_topic, rec, "internal_error", f"{type(exc).__name__}: {exc}"[:500]))
+            continue
+        key = t.device_id.encode("utf-8")
+        result.events.append(Output(target_topic, key, value, latency_s=latency, source=rec.source))
+        private = device_topic(t.device_id) if device_topic is not None else None
+        if private is not None:
+            result.private.append(Output(private, key, value, source=rec.source))
     return result

@@ -18,17 +18,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP, dlq_topic
+from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP, dedupe_topic, dlq_topic
 from emostream.errors import TopicError, TransactionAborted, WorkerError
-from emostream.events import DEFAULT_MAX_TEXT_BYTES
+from emostream.events import DEFAULT_MAX_TEXT_BYTES, SourceRef
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.consumer import committed_consumer, partition_lag
+from emostream.kafka.consumer import committed_consumer, committed_lag
+from emostream.kafka.errors import describe
 from emostream.kafka.producer import transactional_producer
-from emostream.kafka.types import KafkaError, KafkaException
+from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
 from emostream.metrics import PipelineMetrics
 from emostream.model.base import Classifier
 from emostream.worker.batching import BatchPolicy
+from emostream.worker.changelog import DEFAULT_WINDOW_S, restore_digests
 from emostream.worker.checkpoint import TXN_TIMEOUT_S, Checkpoint
 from emostream.worker.dedupe import DEFAULT_CAPACITY, RecentIds
 from emostream.worker.process import Record, process_batch
@@ -37,6 +39,16 @@ log = logging.getLogger("emostream.worker")
 
 LAG_INTERVAL_S = 5.0
 HEALTH_STALE_S = 30.0
+# A partition with records waiting whose committed offset has not moved for this long is stalled:
+# /healthz turns 503 and emostream_stalled_partitions counts it.
+DEFAULT_STALL_S = 60.0
+# A batch that aborts this many times in a row at the same offsets is split in halves; a single
+# record that still aborts (with a non-retriable error) is dead-lettered by its coordinates.
+ISOLATE_AFTER = 3
+# Consumer errors that concern one record at a known offset, which no retry can fix: the record
+# is dead-lettered by coordinates and skipped (a decompression bomb, a corrupt batch).
+UNREADABLE_CODES = frozenset({KafkaError._BAD_COMPRESSION, KafkaError._BAD_MSG, KafkaError.INVALID_MSG})
+IDENTITIES = ("key", "signed")
 # Eager or cooperative: both keep exactly-once (offsets are committed with the group generation,
 # KIP-447); cooperative-sticky moves only the partitions that must move, so it is the default.
 DEFAULT_ASSIGNMENT = "cooperative-sticky"
@@ -58,7 +70,25 @@ class WorkerSettings:
     assignment_strategy: str = DEFAULT_ASSIGNMENT
     session_timeout_ms: int = 10_000
     dedupe_capacity: int = DEFAULT_CAPACITY
+    # Durable dedupe: ids are written to ``<source>.dedupe`` and restored on assignment for this long.
+    dedupe_window_s: float = DEFAULT_WINDOW_S
+    durable_dedupe: bool = True
+    # "key": the record key names the device (plaintext clusters: nobody is authenticated);
+    # "signed": every transcript must be signed by the device it names (secure clusters).
+    identity: str = "key"
+    stall_after_s: float = DEFAULT_STALL_S
     consumer_extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.identity not in IDENTITIES:
+            raise ValueError(f"identity must be one of {', '.join(IDENTITIES)}, got {self.identity!r}")
+        if self.dedupe_window_s <= 0 or self.stall_after_s <= 0:
+            raise ValueError("dedupe window and stall timeout must be positive")
+
+    @property
+    def changelog_topic(self) -> str | None:
+        """The dedupe changelog, or None when dedupe is per process only."""
+        return dedupe_topic(self.source_topic) if self.durable_dedupe else None
 
     @property
     def dead_letter_topic(self) -> str:
@@ -93,6 +123,16 @@ class Worker:
         self.policy = BatchPolicy(max(self.settings.txn_max_records, self.settings.batch_max), self.settings.batch_wait_ms / 1000.0)
         self._recent = RecentIds(self.settings.dedupe_capacity)
         self._committed: dict[tuple[str, int], int] = {}
+        self._registry: Any = None
+        # Poison isolation: records that failed their transaction on their own, the reason; the
+        # failed batch's start and how often it failed; a cap on batch size while isolating.
+        self._poisoned: dict[SourceRef, str] = {}
+        self._failed_start: tuple[tuple[str, int, int], ...] = ()
+        self._failed_times = 0
+        self._batch_limit: int | None = None
+        # Stall detection: per partition, the committed offset and since when it has not moved.
+        self._progress: dict[tuple[str, int], tuple[int, float]] = {}
+        self._stalled: set[tuple[str, int]] = set()
         self._pending: list[Record] = []
         self._in_txn = False
         self._stop = threading.Event()
@@ -111,7 +151,10 @@ class Worker:
         """TopicError with the fix when a topic the worker needs is missing."""
         admin = Admin(self.client)
         names = admin.topic_names()
-        missing = [t for t in (self.settings.source_topic, self.settings.target_topic, self.settings.dead_letter_topic) if t not in names]
+        needed = [self.settings.source_topic, self.settings.target_topic, self.settings.dead_letter_topic]
+        if self.settings.changelog_topic:
+            needed.append(self.settings.changelog_topic)
+        missing = [t for t in needed if t not in names]
         if missing:
             flags = ""
             if self.settings.source_topic != TRANSCRIPTS_TOPIC:
@@ -126,13 +169,18 @@ class Worker:
     def start(self) -> None:
         """Create the clients, fence older producers with our transactional id, join the group."""
         s = self.settings
+        if s.identity == "signed" and self._registry is None:
+            from emostream.worker.identity import DeviceRegistry
+
+            self._registry = DeviceRegistry(self.client)
+            self._registry.load()
         self._producer = transactional_producer(
             self.client, s.transactional_id(), **{"transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000)}
         )
         try:
             self._producer.init_transactions(TXN_TIMEOUT_S)
         except KafkaException as exc:
-            raise WorkerError(f"cannot initialise transactions at {self.client.bootstrap}: {exc.args[0].str()}") from exc
+            raise WorkerError(f"cannot initialise transactions at {self.client.bootstrap}: {describe(exc)}") from exc
         self._consumer = committed_consumer(
             self.client,
             s.group,
@@ -161,8 +209,8 @@ class Worker:
         return self._stop.is_set()
 
     def healthy(self) -> bool:
-        """True while the loop runs and has polled recently (assigned or idle)."""
-        return self._running and time.monotonic() - self._last_poll < HEALTH_STALE_S
+        """True while the loop runs, has polled recently and no partition is stalled."""
+        return self._running and time.monotonic() - self._last_poll < HEALTH_STALE_S and not self._stalled
 
     def run(self) -> None:
         """Start (unless started) and loop until stop(); always closes the clients."""
@@ -183,6 +231,8 @@ class Worker:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group now: partitions move without waiting for the session timeout
         finally:
+            if self._registry is not None:
+                self._registry.close()
             if self._producer is not None:
                 self._producer.flush(5)
             log.info("worker stopped after %d batches (%d aborted)", self.batches, self.aborts)
@@ -190,7 +240,26 @@ class Worker:
     # -- rebalance -----------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        log.info("assigned %s", _names(partitions))
+        # Runs inside consume(), between transactions. The committed offsets seed the lag and
+        # stall checks; the changelog gives back the utterance ids of the dedupe window.
+        try:
+            for tp in consumer.committed(partitions, timeout=TXN_TIMEOUT_S):
+                if tp.offset >= 0:
+                    self._committed[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as exc:
+            log.warning("could not read committed offsets of %s: %s", _names(partitions), describe(exc))
+        restored = 0
+        changelog = self.settings.changelog_topic
+        if changelog:
+            by_partition = restore_digests(
+                self.client, changelog, [tp.partition for tp in partitions],
+                window_s=self.settings.dedupe_window_s, capacity=self.settings.dedupe_capacity,
+            )
+            for tp in partitions:
+                digests = by_partition.get(tp.partition, [])
+                self._recent.restore((tp.topic, tp.partition), digests)
+                restored += len(digests)
+        log.info("assigned %s (%d recent utterance ids restored)", _names(partitions), restored)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         # Callbacks run inside consume(), between transactions: nothing of ours is in flight.
@@ -201,7 +270,10 @@ class Worker:
         for tp in gone:
             self._recent.drop_partition(tp)
             self._committed.pop(tp, None)
+            self._progress.pop(tp, None)
+            self._stalled.discard(tp)
             self.metrics.forget_partition(*tp)
+        self.metrics.stalled.set(len(self._stalled))
         log.info("revoked %s (dropped %d polled, unprocessed records)", _names(partitions), before - len(self._pending))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -214,31 +286,56 @@ class Worker:
         """Poll until the batch policy closes the batch, stop() is called, or an idle poll passes."""
         self._pending = []
         opened_at: float | None = None
+        if self._registry is not None:
+            self._registry.refresh()
+        limit = self._batch_limit
         while not self._stop.is_set():
             now = time.monotonic()
-            if self.policy.is_closed(len(self._pending), opened_at, now):
+            if self.policy.is_closed(len(self._pending), opened_at, now) or (limit is not None and len(self._pending) >= limit):
                 break
             # consume() waits until it has num_messages or the timeout passes, so an empty batch
             # asks for one record (returns as soon as it arrives) and only an open batch asks
             # for the rest, within what is left of its wait.
-            msgs = self._consumer.consume(
-                num_messages=max(1, self.policy.room(len(self._pending))) if self._pending else 1,
-                timeout=self.policy.poll_timeout(len(self._pending), opened_at, now),
-            )
+            room = max(1, self.policy.room(len(self._pending))) if self._pending else 1
+            if limit is not None:
+                room = max(1, min(room, limit - len(self._pending)))
+            msgs = self._consumer.consume(num_messages=room, timeout=self.policy.poll_timeout(len(self._pending), opened_at, now))
             self._last_poll = time.monotonic()
+            headers = self._registry is not None  # signatures travel in headers; otherwise skip the copy
             for m in msgs:
                 err = m.error()
                 if err is not None:
-                    self._consumer_error(err)
+                    unreadable = self._unreadable(m, err)
+                    if unreadable is not None:
+                        self._pending.append(unreadable)
+                    else:
+                        self._consumer_error(err)
                     continue
                 ts_type, ts = m.timestamp()
-                self._pending.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), ts if ts_type else None))
+                self._pending.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), ts if ts_type else None,
+                                            m.headers() if headers else None))
             if self._pending and opened_at is None:
                 opened_at = self._last_poll
             if not msgs and not self._pending:
                 break  # idle: let the loop do its housekeeping
         batch, self._pending = self._pending, []
         return batch
+
+    def _unreadable(self, msg: Any, err: Any) -> Record | None:
+        """A record the consumer cannot read (it would fail on every fetch, stalling its partition):
+        a Record that process_batch dead-letters by coordinates; the consumer skips past it."""
+        if err.code() not in UNREADABLE_CODES or msg.topic() is None or msg.partition() is None:
+            return None
+        offset = msg.offset()
+        if offset is None or offset < 0:
+            return None
+        tp = (msg.topic(), msg.partition())
+        floor = self._committed.get(tp, -1)
+        if offset < floor or any((r.topic, r.partition) == tp and r.offset >= offset for r in self._pending):
+            return None  # a repeat of one already handled
+        log.warning("cannot read %s[%d]@%d (%s): dead-lettering it by coordinates", tp[0], tp[1], offset, err.str())
+        self._consumer.seek(TopicPartition(tp[0], tp[1], offset + 1))
+        return Record(tp[0], tp[1], offset, None, None, None, unreadable=f"{err.name()}: {err.str()}"[:900])
 
     def _consumer_error(self, err: Any) -> None:
         if err.fatal():
@@ -254,6 +351,7 @@ class Worker:
         self._in_txn = True
         try:
             cp.begin()
+            registry = self._registry
             result = process_batch(
                 batch,
                 self.classifier,
@@ -262,6 +360,10 @@ class Worker:
                 recent=self._recent,
                 max_text_bytes=s.max_text_bytes,
                 model_batch=s.batch_max,
+                verify=registry.verify if registry is not None else None,
+                device_topic=registry.private_topic if registry is not None else None,
+                changelog_topic=s.changelog_topic,
+                poisoned=self._poisoned,
             )
             for out in result.outputs:
                 cp.produce(out)
@@ -271,10 +373,12 @@ class Worker:
             cp.commit()
             log.debug("batch of %d: model %.0f ms in %d call(s), commit %.0f ms", len(batch), result.model_s * 1000,
                       result.model_calls, (time.perf_counter() - started) * 1000)
-        except TransactionAborted:
+        except TransactionAborted as exc:
             self.aborts += 1
             self._aborts_in_row += 1
             self.metrics.transaction("aborted")
+            if self._isolate(batch, cp, exc):
+                return  # retry at once: the next transaction is smaller or skips the culprit
             # Back off while the cause lasts (a broker restarting, a partition without leader).
             self._stop.wait(min(10.0, 0.25 * 2 ** min(self._aborts_in_row, 6)))
             return
@@ -285,6 +389,10 @@ class Worker:
             self._in_txn = False
         self.batches += 1
         self._aborts_in_row = 0
+        for rec in batch:
+            self._poisoned.pop(rec.source, None)
+        if self._failed_start and not self._poisoned:
+            self._failed_start, self._failed_times, self._batch_limit = (), 0, None
         m = self.metrics
         m.transaction("committed")
         m.records_in.inc(len(batch))
@@ -302,16 +410,65 @@ class Worker:
         if result.dead_letters:
             log.info("dead-lettered %d record(s): %s", len(result.dead_letters), sorted({d.error_type for d in result.dead_letters}))
 
+    def _isolate(self, batch: list[Record], cp: Checkpoint, exc: TransactionAborted) -> bool:
+        """After an abort: find the record that caused it, so one record cannot stall a partition.
+
+        Outputs the broker refused for their own sake (too large, invalid) name their source
+        records: those are dead-lettered on the retry. Otherwise, a batch that keeps failing at the
+        same offsets is halved until the culprit is alone; a lone record that still fails with a
+        non-retriable error is dead-lettered by coordinates. True when the retry should start now.
+        """
+        if cp.refused:
+            self._poisoned.update(cp.refused)
+            log.warning("dead-lettering %d record(s) whose outputs the broker refused: %s", len(cp.refused),
+                        sorted(f"{r.topic}[{r.partition}]@{r.offset}" for r in cp.refused))
+            return True
+        start = tuple(sorted({(r.topic, r.partition): (r.topic, r.partition, r.offset) for r in reversed(batch)}.values()))
+        self._failed_times = self._failed_times + 1 if start == self._failed_start else 1
+        self._failed_start = start
+        if self._failed_times < ISOLATE_AFTER:
+            return False
+        if len(batch) > 1:
+            self._batch_limit = max(1, len(batch) // 2)
+            self._failed_times = 0
+            log.warning("a batch of %d failed %d times at the same offsets; retrying in batches of %d", len(batch),
+                        ISOLATE_AFTER, self._batch_limit)
+            return True
+        if not exc.retriable:
+            rec = batch[0]
+            self._poisoned[rec.source] = f"transaction failed {self._failed_times} times on this record alone: {exc}"[:900]
+            log.warning("dead-lettering %s[%d]@%d: its transaction keeps failing (%s)", rec.topic, rec.partition, rec.offset, exc)
+            return True
+        return False
+
     def _update_lag(self) -> None:
         now = time.monotonic()
         if now < self._next_lag:
             return
         self._next_lag = now + LAG_INTERVAL_S
         try:
-            for (topic, partition), lag in partition_lag(self._consumer).items():
-                self.metrics.set_lag(topic, partition, lag)
+            lags = committed_lag(self._consumer, self._committed)
         except KafkaException as exc:  # metrics must never stop the loop
             log.debug("lag update failed: %s", exc)
+            return
+        for (topic, partition), lag in lags.items():
+            self.metrics.set_lag(topic, partition, lag)
+        self._check_stalls(lags, now)
+
+    def _check_stalls(self, lags: dict[tuple[str, int], int], now: float) -> None:
+        """A partition with records waiting whose committed offset has not moved for stall_after_s."""
+        for tp, lag in lags.items():
+            committed = self._committed.get(tp, -1)
+            last = self._progress.get(tp)
+            if last is None or last[0] != committed or lag == 0:
+                self._progress[tp] = (committed, now)
+                if tp in self._stalled:
+                    self._stalled.discard(tp)
+                    log.info("%s[%d] moves again", *tp)
+            elif now - last[1] >= self.settings.stall_after_s and tp not in self._stalled:
+                self._stalled.add(tp)
+                log.error("%s[%d] is stalled: %d record(s) waiting, no commit for %.0fs", tp[0], tp[1], lag, now - last[1])
+        self.metrics.stalled.set(len(self._stalled))
 
 
 def _names(partitions: list[Any]) -> str:
