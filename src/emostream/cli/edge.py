@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     spool = ops.add_parser("spool", help="inspect spools")
     sops = spool.add_subparsers(dest="spool_op", metavar="OP")
     sops.required = True
-    status = sops.add_parser("status", help="what waits: count, oldest age, size, per device")
+    status = sops.add_parser("status", help="what waits: count, oldest age, size, per device, rejected rows")
     status.add_argument("--spool", type=Path, default=None, help="one spool file (default: every spool in ~/.emostream)")
     status.add_argument("--device", default=None, help="the device's default spool")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -93,13 +93,22 @@ def _open_spool(args: argparse.Namespace, device: str, synchronous: str = "FULL"
                  synchronous=synchronous)
 
 
+def _signer(client):
+    from emostream.edge.sender import signer_for
+
+    return signer_for(client)
+
+
 def _report(remaining: int, spooled: int, stats, spool_path, wait: float, bootstrap: str) -> None:
+    if stats is not None and stats.rejected:
+        print(f"emostream: {stats.rejected} record(s) refused for good ({stats.last_error}); kept in the spool's "
+              f"rejected table, see 'emostream edge spool status --spool {spool_path}'", file=sys.stderr)
     if stats is None:
         print(f"spooled {spooled} transcript(s) in {spool_path}; the running sender delivers them")
     elif remaining == 0:
         print(f"delivered {stats.acked} transcript(s) to {bootstrap}")
     elif stats.failed:
-        print(f"emostream: {stats.failed} record(s) refused by the broker ({stats.last_error}); they stay spooled",
+        print(f"emostream: delivery failed ({stats.last_error}); {remaining} transcript(s) stay spooled in {spool_path}",
               file=sys.stderr)
         print(f"delivered {stats.acked}, {remaining} waiting in {spool_path}")
     else:
@@ -108,15 +117,18 @@ def _report(remaining: int, spooled: int, stats, spool_path, wait: float, bootst
 
 
 def _send(args: argparse.Namespace) -> int:
+    from emostream.edge.input import check_device, transcript_from_text
     from emostream.edge.sender import spooled_send
-    from emostream.errors import UsageError
-    from emostream.events import Transcript, new_utterance_id, utc_now_iso
 
+    check_device(args.device)
     client = _client(args)
+    signer = _signer(client)
+    if args.text:
+        transcripts = [transcript_from_text(args.device, t) for t in args.text]  # refused before anything is spooled
     spool = _open_spool(args, args.device)
     try:
         if args.stdin:
-            return _send_stdin(args, client, spool)
+            return _send_stdin(args, client, spool, signer)
         if args.wav:
             from emostream.edge.stt import load_engine, transcribe_file
 
@@ -127,14 +139,7 @@ def _send(args: argparse.Namespace) -> int:
                 print(f"{path}: {t.text!r} ({rec.engine}, {seconds:.1f}s audio, real-time factor "
                       f"{rec.real_time_factor(seconds):.2f})", file=sys.stderr)
                 transcripts.append(t)
-        else:
-            texts = [t.strip() for t in args.text]
-            if not all(texts):
-                raise UsageError("--text must not be empty")
-            now = utc_now_iso()
-            transcripts = [Transcript(args.device, new_utterance_id(), t, started_at=now, ended_at=now, stt_engine="text")
-                           for t in texts]
-        remaining, spooled, stats = spooled_send(client, spool, transcripts, args.topic, args.wait)
+        remaining, spooled, stats = spooled_send(client, spool, transcripts, args.topic, args.wait, signer=signer)
         if args.json:
             print(json.dumps({"spooled": spooled, "acked": stats.acked if stats else 0, "waiting": remaining,
                               "utterance_ids": [t.utterance_id for t in transcripts]}))
@@ -145,56 +150,47 @@ def _send(args: argparse.Namespace) -> int:
         spool.close()
 
 
-def _send_stdin(args: argparse.Namespace, client, spool) -> int:
+def _send_stdin(args: argparse.Namespace, client, spool, signer) -> int:
     """Long-running: one transcript per line; keeps delivering while the broker comes and goes."""
-    import os
-    import select
-
+    from emostream.edge.input import send_lines
     from emostream.edge.sender import SpoolingSender
-    from emostream.events import Transcript, new_utterance_id, utc_now_iso
 
-    sender = SpoolingSender(client, spool)
+    def refused(line_no: int, exc: Exception) -> None:
+        print(f"emostream: input line {line_no} not sent: {exc}", file=sys.stderr)
+
+    sender = SpoolingSender(client, spool, signer=signer)
     try:
         sender.pump()  # what an earlier run left behind goes first
-        # Raw reads, not sys.stdin.readline(): select() cannot see lines already in Python's buffer,
-        # which would hold transcripts back until more input arrives.
-        fd, pending, eof = sys.stdin.fileno(), b"", False
-        while not eof:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                chunk = os.read(fd, 65536)
-                eof = not chunk
-                pending += chunk if chunk else b"\n"
-                *lines, pending = pending.split(b"\n")
-                texts = [t for t in (ln.decode("utf-8", "replace").strip() for ln in lines) if t]
-                if texts:
-                    now = utc_now_iso()
-                    sender.submit([Transcript(args.device, new_utterance_id(), t, started_at=now, ended_at=now,
-                                              stt_engine="text") for t in texts], args.topic, block_s=args.wait)
-            sender.service(0)
+        lines = send_lines(sender, sys.stdin.fileno(), args.device, args.topic, block_s=args.wait, on_refused=refused)
         remaining = sender.drain(args.wait)
         _report(remaining, 0, sender.stats, spool.path, args.wait, client.bootstrap)
-        return 0
+        return 2 if lines.refused else 0
     finally:
         sender.close()
 
 
 def _flush(args: argparse.Namespace) -> int:
+    from emostream.edge.input import check_device
     from emostream.edge.sender import SpoolingSender
     from emostream.errors import UsageError
 
     if args.device is None and args.spool is None:
         raise UsageError("flush needs --device ID or --spool FILE")
+    if args.device is not None:
+        check_device(args.device)
     client = _client(args)
+    signer = _signer(client)
     spool = _open_spool(args, args.device or "")
     try:
         before = spool.count()
-        sender = SpoolingSender(client, spool)
+        sender = SpoolingSender(client, spool, signer=signer)
         try:
             remaining = sender.drain(args.wait)
         finally:
             sender.close()
-        print(f"{before - remaining} of {before} spooled transcript(s) delivered; {remaining} waiting in {spool.path}")
+        rejected = f", {sender.stats.rejected} refused for good (see 'edge spool status')" if sender.stats.rejected else ""
+        print(f"{before - remaining - sender.stats.rejected} of {before} spooled transcript(s) delivered{rejected}; "
+              f"{remaining} waiting in {spool.path}")
         return 0 if remaining == 0 else 1
     finally:
         spool.close()
@@ -225,9 +221,12 @@ def _spool_status(args: argparse.Namespace) -> int:
         print(f"no spools in {home_dir()}")
     for s in out:
         age = "-" if s.oldest_age_s is None else f"{s.oldest_age_s:.0f}s"
-        print(f"{s.path}: {s.count} waiting, oldest {age}, {s.size_bytes / 1024:.0f} KiB, {s.dropped_total} dropped so far")
+        print(f"{s.path}: {s.count} waiting, oldest {age}, {s.size_bytes / 1024:.0f} KiB, {s.dropped_total} dropped so far, "
+              f"{s.rejected_total} rejected")
         for d in s.devices:
             print(f"  {d.device}: {d.count} waiting, oldest {d.oldest_age_s:.0f}s")
+        for r in s.rejected:
+            print(f"  rejected seq {r.seq} ({r.device}, {r.utterance_id}): {r.error}")
     return 0
 
 
@@ -241,13 +240,17 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
+    from emostream.edge.input import check_device
     from emostream.edge.sender import SpoolingSender
     from emostream.edge.stt import load_engine, transcribe_file
     from emostream.edge.watch import watch
 
+    check_device(args.device)
+    client = _client(args)
+    signer = _signer(client)
     engine = load_engine(args.stt)
     spool = _open_spool(args, args.device)
-    sender = SpoolingSender(_client(args), spool)
+    sender = SpoolingSender(client, spool, signer=signer)
     print(f"watching {args.dir} for WAV files (device {args.device}, engine {engine.name})", file=sys.stderr)
 
     def handle(path: Path) -> None:
@@ -275,13 +278,15 @@ def _simulate(args: argparse.Namespace) -> int:
         raise UsageError("--devices must be at least 1 and --rate at least 0")
     if args.duration is None and args.count is None and args.rate == 0:
         raise UsageError("--rate 0 (as fast as possible) needs --duration or --count")
+    client = _client(args)
+    signer = _signer(client)
     spool = None
     if not args.no_spool:
         # Synthetic data: NORMAL is enough (survives a killed process; only a power cut could lose the last commit).
         spool = Spool(args.spool or home_dir() / "spool-simulator.db", max_records=1_000_000, synchronous="NORMAL")
     try:
-        result = simulate(_client(args), args.devices, args.rate, args.topic, duration_s=args.duration,
-                          count=args.count, spool=spool, seed=args.seed, progress=stderr_progress)
+        result = simulate(client, args.devices, args.rate, args.topic, duration_s=args.duration,
+                          count=args.count, spool=spool, seed=args.seed, progress=stderr_progress, signer=signer)
     finally:
         if spool is not None:
             spool.close()

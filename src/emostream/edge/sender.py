@@ -8,6 +8,20 @@ re-sends every row still in the spool, so delivery is at-least-once (a record in
 kill is sent again; the worker drops repeated utterance ids). Per device order holds because
 every row of a device has the same key (one partition) and the idempotent producer keeps a
 partition's order with up to 5 requests in flight.
+
+Order when a record fails: **a row is never delivered after a later row of its device.**
+
+- Refused for good (too large, not authorized, invalid: ``PERMANENT``): the row moves to the
+  spool's ``rejected`` table with the broker's reason. The rows behind it go on (they were
+  after it and stay after it); nothing is deleted silently, nothing is blocked.
+- Any other failure: the sender stops handing rows over, waits until every record in flight
+  has resolved, then rewinds to the failed row and produces again from there. If a later row of
+  the same device was acked meanwhile, sending the failed one now would put it after that row, so
+  it is rejected instead ("would arrive out of order"), never re-sent behind it.
+- A fatal producer error stops the sender (KafkaClientError); unacked rows stay spooled.
+
+With ``signer`` every record carries the device's Ed25519 signature header
+(:class:`emostream.signing.DeviceSigner`), computed when it is produced, not stored.
 """
 
 from __future__ import annotations
@@ -18,17 +32,57 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from emostream.edge.errors import SpoolError
-from emostream.edge.spool import Spool
+from emostream.edge.errors import SigningKeyError, SpoolError, SpoolRowError
+from emostream.edge.input import check_transcript
+from emostream.edge.spool import Row, Spool
 from emostream.errors import KafkaClientError
-from emostream.events import Transcript
+from emostream.events import InvalidEvent, Transcript
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.producer import idempotent_producer
+from emostream.kafka.errors import describe, error_name, is_fatal, kafka_error
+from emostream.kafka.producer import idempotent_producer, produce
+from emostream.signing import DeviceSigner
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError
 
 MAX_OUTSTANDING = 20_000  # records handed to librdkafka and not yet acked; the rest wait in the spool
 DELETE_EVERY_S = 0.2
+RETRY_AFTER_S = 1.0  # after a non-permanent failure, wait this long before producing the row again
+
+# Refusals that sending the same bytes again cannot fix (Kafka's error names): the row is moved to ``rejected``.
+PERMANENT = frozenset({
+    "MSG_SIZE_TOO_LARGE",
+    "INVALID_MSG_SIZE",
+    "RECORD_LIST_TOO_LARGE",
+    "INVALID_RECORD",
+    "INVALID_MSG",
+    "INVALID_TIMESTAMP",
+    "TOPIC_AUTHORIZATION_FAILED",
+    "TOPIC_EXCEPTION",
+    "POLICY_VIOLATION",
+    "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+    "_INVALID_ARG",
+})
+
+
+def is_permanent(err: BaseException | KafkaError | None) -> bool:
+    """True when the broker (or client) refuses this record for good; retrying the same bytes cannot help."""
+    return not is_fatal(err) and error_name(err) in PERMANENT
+
+
+def signer_for(client: ClientConfig) -> DeviceSigner | None:
+    """The device's signer when its profile has a ``signing_key``; SigningKeyError when that key is malformed."""
+    if not client.signing_key:
+        return None
+    try:
+        return DeviceSigner(client.signing_key)
+    except (InvalidEvent, ValueError) as exc:
+        raise SigningKeyError(
+            f"the security profile's signing_key is not a usable Ed25519 key ({exc}); "
+            "write the key 'emostream users add' gave this device, or remove the field to send unsigned"
+        ) from None
 
 
 class SpoolLock:
@@ -40,7 +94,7 @@ class SpoolLock:
 
     def acquire(self) -> bool:
         """Take the lock without waiting."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -71,22 +125,28 @@ class SenderStats:
 
     produced: int = 0
     acked: int = 0
-    failed: int = 0
+    failed: int = 0  # delivery failures of any kind (a retried row counts each time)
+    rejected: int = 0  # rows moved to the spool's ``rejected`` table
     last_error: str | None = None
 
 
 def transcript_row(t: Transcript, topic: str) -> tuple[str, str, bytes, bytes, str]:
-    """The spool row of one transcript: (device, topic, key, value, utterance_id); key = device id."""
+    """The spool row of one checked transcript: (device, topic, key, value, utterance_id); key = device id.
+
+    TranscriptError when the transcript cannot be sent (see :func:`emostream.edge.input.check_transcript`).
+    """
+    check_transcript(t)
     return (t.device_id, topic, t.device_id.encode("utf-8"), t.encode(), t.utterance_id)
 
 
 class SpoolingSender:
     """Delivers a spool's rows to Kafka in order; see the module docstring for the guarantees."""
 
-    def __init__(self, client: ClientConfig, spool: Spool, *, producer_factory: Callable[..., Any] | None = None,
-                 **producer_extra: Any) -> None:
+    def __init__(self, client: ClientConfig, spool: Spool, *, signer: DeviceSigner | None = None,
+                 producer_factory: Callable[..., Any] | None = None, **producer_extra: Any) -> None:
         self.spool = spool
         self.stats = SenderStats()
+        self._signer = signer
         self._lock = SpoolLock(spool.path)
         if not self._lock.acquire():
             raise SpoolError(
@@ -99,45 +159,71 @@ class SpoolingSender:
             "queue.buffering.max.messages": MAX_OUTSTANDING * 2,
             **producer_extra,
         }
-        self._producer = (producer_factory or idempotent_producer)(client, **settings)
+        try:
+            self._producer = (producer_factory or idempotent_producer)(client, **settings)
+        except BaseException:
+            self._lock.release()
+            raise
         self._last_seq = 0  # highest seq handed to the producer
-        self._outstanding = 0
-        self._acked: list[int] = []
+        self._inflight: dict[int, tuple[str, str]] = {}  # seq -> (device, topic) of rows handed over, not resolved
+        self._acked: list[int] = []  # acked, not yet deleted from the spool
+        self._max_acked: dict[tuple[str, str], int] = {}  # (device, topic) -> highest acked seq
+        self._reject: list[tuple[int, str]] = []  # refused for good, not yet moved to ``rejected``
+        self._retry: dict[int, str] = {}  # failed, not for good: produce again once nothing is in flight
+        self._retry_at = 0.0
+        self._fatal: str | None = None
         self._last_delete = time.monotonic()
         self.bootstrap = client.bootstrap
 
     # --- public --------------------------------------------------------------------------------
 
     def submit(self, transcripts: Iterable[Transcript], topic: str, *, block_s: float = 10.0) -> list[int]:
-        """Spool transcripts (one transaction), then hand them to the producer; their spool seqs."""
+        """Check and spool transcripts (one transaction), then hand them to the producer; their spool seqs.
+
+        TranscriptError, before anything is spooled, when one of them cannot be sent.
+        """
         rows = [transcript_row(t, topic) for t in transcripts]
         seqs = self.spool.append(rows, block_s=block_s, on_full_wait=lambda: self.service(0.05))
         self.pump()
         return seqs
 
     def pump(self) -> int:
-        """Produce spooled rows not yet handed over, in spool order; how many were handed over."""
+        """Produce spooled rows not yet handed over, in spool order; how many were handed over.
+
+        Nothing is handed over while a failed row waits to be produced again (see the module docstring).
+        """
+        self._check_fatal()
+        if self._retry and not self._rewind():
+            return 0
         handed = 0
-        while self._outstanding < MAX_OUTSTANDING:
-            rows = self.spool.pending(self._last_seq, min(5_000, MAX_OUTSTANDING - self._outstanding))
+        while self._outstanding() < MAX_OUTSTANDING and not self._retry:
+            try:
+                rows = self.spool.pending(self._last_seq, min(5_000, MAX_OUTSTANDING - self._outstanding()))
+            except SpoolRowError as exc:  # the file was edited or damaged: park the row, go on behind it
+                self._settle()
+                self.spool.reject([(exc.seq, f"unreadable spool row: {exc.reason}")])
+                self.stats.rejected += 1
+                self.stats.last_error = str(exc)
+                continue
             if not rows:
                 break
             for row in rows:
-                self._produce(row.topic, row.key, row.value, row.seq)
-                self._last_seq = row.seq
+                if not self._produce(row):
+                    break
                 handed += 1
             self._producer.poll(0)
         return handed
 
     def service(self, timeout_s: float = 0.0) -> None:
-        """Serve delivery callbacks for up to ``timeout_s``, delete acked rows in a batch, pump new rows."""
+        """Serve delivery callbacks for up to ``timeout_s``, settle acked and refused rows in a batch, pump new rows."""
         self._producer.poll(timeout_s)
-        self._delete_acked(force=False)
+        self._check_fatal()
+        self._settle(force=False)
         self.pump()
 
     def waiting(self) -> int:
         """Rows still in the spool (delivered rows are deleted in batches, so call ``service`` first)."""
-        self._delete_acked(force=True)
+        self._settle()
         return self.spool.count()
 
     def drain(self, wait_s: float) -> int:
@@ -146,48 +232,89 @@ class SpoolingSender:
         self.pump()
         while True:
             self.service(0.05)
-            if self._outstanding == 0:
+            if self._outstanding() == 0 and not self._retry and self.pump() == 0:
                 remaining = self.waiting()
                 if remaining == 0:
                     return 0
-                if self.pump() == 0:  # all handed-over rows resolved and none new: the rest were refused
-                    return remaining
             if time.monotonic() >= deadline:
                 return self.waiting()
 
     def close(self) -> None:
-        """Delete what was acked and release the spool; unacked records stay spooled for the next run."""
+        """Settle what was acked or refused and release the spool; unacked records stay spooled for the next run."""
         try:
             self._producer.poll(0)
-            self._delete_acked(force=True)
+            self._settle()
         finally:
             self._lock.release()
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, seq: int) -> None:
-        def delivered(err: Any, _msg: Any, seq: int = seq) -> None:
-            self._outstanding -= 1
+    def _outstanding(self) -> int:
+        return len(self._inflight)
+
+    def _produce(self, row: Row) -> bool:
+        """Hand one row to librdkafka; False when it could not be (then pumping stops)."""
+        def delivered(err: Any, _msg: Any, seq: int = row.seq) -> None:
+            where = self._inflight.pop(seq, None)
             if err is None:
                 self._acked.append(seq)
                 self.stats.acked += 1
+                if where is not None and seq > self._max_acked.get(where, 0):
+                    self._max_acked[where] = seq
             else:
-                # Permanent refusals only (timeouts are disabled): the row stays spooled for a later run.
-                self.stats.failed += 1
-                self.stats.last_error = str(err.str() if hasattr(err, "str") else err)
-                if getattr(err, "fatal", lambda: False)():
-                    raise KafkaClientError(f"the Kafka producer failed fatally: {self.stats.last_error}")
+                self._failed(seq, err)
 
-        while True:
-            try:
-                self._producer.produce(topic, value, key, on_delivery=delivered)
-                break
-            except BufferError:  # librdkafka's queue is full: let acks drain it
-                self._producer.poll(0.05)
-        self._outstanding += 1
+        headers = self._signer.headers(row.key, row.value) if self._signer is not None else None
+        try:
+            produce(self._producer, row.topic, row.value, row.key, headers=headers, on_delivery=delivered)
+        except Exception as exc:  # KafkaException: refused before it left (too large for the client, unknown topic...)
+            if kafka_error(exc) is None:
+                raise
+            self._last_seq = row.seq
+            self._failed(row.seq, exc)
+            self._check_fatal()
+            return not self._retry
+        self._inflight[row.seq] = (row.device, row.topic)
+        self._last_seq = row.seq
         self.stats.produced += 1
+        return True
 
-    def _delete_acked(self, *, force: bool) -> None:
+    def _failed(self, seq: int, err: Any) -> None:
+        text = describe(err)
+        self.stats.failed += 1
+        self.stats.last_error = text
+        if is_fatal(err):
+            self._fatal = text
+        elif is_permanent(err):
+            self._reject.append((seq, f"refused by the broker: {text}"))
+        else:
+            self._retry[seq] = text
+            self._retry_at = time.monotonic() + RETRY_AFTER_S
+
+    def _rewind(self) -> bool:
+        """Once nothing is in flight, produce the failed rows again from the first one; False while waiting."""
+        if self._inflight or time.monotonic() < self._retry_at:
+            return False
+        self._settle()  # acked rows leave the spool first: pending() must not hand them over again
+        behind = []
+        for seq in sorted(self._retry):
+            rows = self.spool.pending(seq - 1, 1)
+            row = rows[0] if rows and rows[0].seq == seq else None
+            if row is not None and self._max_acked.get((row.device, row.topic), 0) > seq:
+                behind.append((seq, f"not re-sent: a later record of device '{row.device}' was already delivered, "
+                                    f"so this one would arrive out of order (it failed with: {self._retry[seq]})"))
+        if behind:
+            self.spool.reject(behind)
+            self.stats.rejected += len(behind)
+        self._last_seq = min(self._retry) - 1
+        self._retry.clear()
+        return True
+
+    def _settle(self, *, force: bool = True) -> None:
+        """Delete acked rows and move refused ones to ``rejected``, in batches."""
+        if self._reject:
+            batch, self._reject = self._reject, []
+            self.stats.rejected += self.spool.reject(batch)
         if not self._acked:
             return
         now = time.monotonic()
@@ -196,20 +323,28 @@ class SpoolingSender:
             self.spool.delete(batch)
             self._last_delete = now
 
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise KafkaClientError(f"the Kafka producer failed fatally: {self._fatal}; "
+                                   "the unacked transcripts stay spooled, run the command again")
+
 
 def spooled_send(client: ClientConfig, spool: Spool, transcripts: Sequence[Transcript], topic: str,
-                 wait_s: float, block_s: float = 10.0) -> tuple[int, int, SenderStats | None]:
-    """Spool ``transcripts`` and deliver the spool, waiting up to ``wait_s``.
+                 wait_s: float, block_s: float = 10.0, *,
+                 signer: DeviceSigner | None = None) -> tuple[int, int, SenderStats | None]:
+    """Check and spool ``transcripts``, then deliver the spool, waiting up to ``wait_s``.
 
     Returns (records still waiting, records spooled now, stats). When another process owns the
     spool, the transcripts are only appended (that process delivers them) and stats is None.
+    TranscriptError, before anything is spooled, when one of them cannot be sent.
     """
+    rows = [transcript_row(t, topic) for t in transcripts]
     lock = SpoolLock(spool.path)
     if not lock.acquire():
-        spool.append([transcript_row(t, topic) for t in transcripts], block_s=block_s)
+        spool.append(rows, block_s=block_s)
         return spool.count(), len(transcripts), None
     lock.release()
-    sender = SpoolingSender(client, spool)
+    sender = SpoolingSender(client, spool, signer=signer)
     try:
         sender.submit(transcripts, topic, block_s=block_s)
         remaining = sender.drain(wait_s)

@@ -11,7 +11,8 @@ from emostream.edge.corpus import realistic_transcripts
 from emostream.edge.sender import SpoolingSender, transcript_row
 from emostream.events import Transcript
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.producer import idempotent_producer
+from emostream.kafka.producer import idempotent_producer, produce
+from emostream.signing import DeviceSigner
 
 TICK_S = 0.05
 
@@ -45,19 +46,16 @@ def device_names(n: int, prefix: str = "sim") -> list[str]:
 class _DirectSender:
     """``--no-spool``: the same idempotent producer without the spool (for measuring the spool's cost)."""
 
-    def __init__(self, client: ClientConfig) -> None:
+    def __init__(self, client: ClientConfig, signer: DeviceSigner | None = None) -> None:
         self._p = idempotent_producer(client, **{"message.timeout.ms": 0, "queue.buffering.max.messages": 200_000})
+        self._signer = signer
         self.produced = self.acked = 0
 
     def submit(self, ts: list[Transcript], topic: str) -> None:
         for t in ts:
             _dev, _topic, key, value, _uid = transcript_row(t, topic)
-            while True:
-                try:
-                    self._p.produce(topic, value, key, on_delivery=self._delivered)
-                    break
-                except BufferError:
-                    self._p.poll(0.05)
+            headers = self._signer.headers(key, value) if self._signer is not None else None
+            produce(self._p, topic, value, key, headers=headers, on_delivery=self._delivered)
             self.produced += 1
         self._p.poll(0)
 
@@ -78,15 +76,16 @@ class _DirectSender:
 
 def simulate(client: ClientConfig, devices: int, rate: float, topic: str, *, duration_s: float | None = None,
              count: int | None = None, spool=None, seed: int = 0, wait_s: float = 30.0,
-             progress: Callable[[str], None] | None = None) -> SimulationResult:
+             progress: Callable[[str], None] | None = None, signer: DeviceSigner | None = None) -> SimulationResult:
     """Send ``rate`` utterances per second per device (0 = as fast as possible) until ``duration_s`` or ``count``.
 
     With ``spool`` the records go through :class:`SpoolingSender` (spooled in batches, one SQLite
-    transaction per tick); without, straight to the producer.
+    transaction per tick); without, straight to the producer. With ``signer`` every record is
+    signed with that one key (the profile's device), whichever simulated device it names.
     """
     names = device_names(devices)
     total_rate = rate * devices
-    sender = SpoolingSender(client, spool) if spool is not None else _DirectSender(client)
+    sender = SpoolingSender(client, spool, signer=signer) if spool is not None else _DirectSender(client, signer)
     stream = realistic_transcripts(names, count if count is not None else 10**12, seed)
     sent, t0 = 0, time.monotonic()
     last_report = t0

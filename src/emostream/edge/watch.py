@@ -2,7 +2,7 @@
 
 A file is taken only once it has stopped growing (``arecord`` may still be writing it) and
 files whose name starts with '.' are ignored, so recorders can write ``.x.wav`` and rename.
-Unreadable files go to ``failed/`` with the reason in a ``.err`` file next to them.
+Unreadable files (and ones whose transcript cannot be sent) go to ``failed/`` with the reason in a ``.err`` file next to them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from emostream.edge.errors import AudioError
+from emostream.edge.errors import AudioError, TranscriptError
 
 
 def ready_wavs(folder: Path, settle_s: float, sizes: dict[Path, tuple[int, float]]) -> list[Path]:
@@ -36,7 +36,7 @@ def ready_wavs(folder: Path, settle_s: float, sizes: dict[Path, tuple[int, float
 
 def watch(folder: Path, handle: Callable[[Path], None], *, poll_s: float = 0.5, settle_s: float = 1.0,
           idle: Callable[[], None] | None = None, stop: Callable[[], bool] = lambda: False) -> int:
-    """Call ``handle(path)`` once per settled WAV, then move it to ``done/`` (``failed/`` on AudioError)."""
+    """Call ``handle(path)`` once per settled WAV, then move it to ``done/`` (``failed/`` on AudioError or TranscriptError)."""
     if not folder.is_dir():
         raise AudioError(f"watch folder {folder} does not exist; create it or pass another --dir")
     done, failed = folder / "done", folder / "failed"
@@ -49,7 +49,7 @@ def watch(folder: Path, handle: Callable[[Path], None], *, poll_s: float = 0.5, 
             sizes.pop(p, None)
             try:
                 handle(p)
-            except AudioError as exc:
+            except (AudioError, TranscriptError) as exc:
                 print(f"emostream: {exc}; moved to {failed}/", file=sys.stderr)
                 p.replace(failed / p.name)
                 (failed / f"{p.name}.err").write_text(str(exc) + "\n")
