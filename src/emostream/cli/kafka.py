@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     up.add_argument("--secure", action="store_true",
                     help="new cluster only: SASL_SSL (SCRAM-SHA-512) for clients, mTLS between brokers, ACLs "
                          "(see docs/security.md); an existing cluster keeps what it was created with")
+    up.add_argument("--reauth-s", type=int, default=None, metavar="S",
+                    help="secure clusters: clients must log in again every S seconds, so a changed or removed "
+                         "password is cut off within S (default 60; kept until changed)")
     up.set_defaults(func=_up)
 
     fetch = ops.add_parser("fetch", help="download the pinned Kafka jars into the cache (no cluster started)")
@@ -56,6 +59,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     config.add_argument("--user", default="kafka", help="system user the broker runs as (default kafka)")
     config.add_argument("--java", default=None, help="java executable on the host (default: the one on PATH)")
     config.add_argument("--out", type=Path, help="folder to write the files into")
+    config.add_argument("--secure", action="store_true",
+                        help="SASL_SSL clients and mTLS between nodes, as 'kafka up --secure'; the host reads broker.pem and "
+                             "ca.crt from --install-dir ('emostream certs issue --host'); the CA and admin profile are in --dir")
+    config.add_argument("--dir", type=Path, default=None,
+                        help="with --secure: folder whose security/ holds the CA and admin profile "
+                             "(default: EMOSTREAM_CLUSTER_DIR or ~/.emostream/cluster)")
+    config.add_argument("--reauth-s", type=int, default=None, metavar="S",
+                        help="with --secure: clients log in again every S seconds (default 60)")
     config.set_defaults(func=_config)
 
     topics = sub.add_parser("topics", help="create the pipeline's topics")
@@ -83,7 +94,8 @@ def _cluster(args: argparse.Namespace):
 
 def _up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
-    status = cluster.up(args.brokers, args.base_port, args.advertise, args.heap_mb, args.timeout, secure=args.secure)
+    status = cluster.up(args.brokers, args.base_port, args.advertise, args.heap_mb, args.timeout, secure=args.secure,
+                        reauth_s=args.reauth_s)
     print(f"Kafka {status.kafka_version} up: {len(status.live_brokers)} broker(s), controller {status.controller}, dir {status.dir}")
     print(f"bootstrap servers: {status.bootstrap}")
     if status.extra.get("admin_profile"):
@@ -105,8 +117,9 @@ def _config(args: argparse.Namespace) -> int:
     import shutil
 
     from emostream.cluster import fetch
-    from emostream.cluster.config import new_cluster_id
-    from emostream.cluster.hostconfig import write_host_config
+    from emostream.cluster.config import DEFAULT_REAUTH_S, new_cluster_id
+    from emostream.cluster.hostconfig import HostOptions, with_admin_credential, write_host_config
+    from emostream.cluster.material import SecurityFiles
     from emostream.config import cache_dir
     from emostream.errors import UsageError
 
@@ -116,13 +129,22 @@ def _config(args: argparse.Namespace) -> int:
     missing = [f"--{n.replace('_', '-')}" for n in ("node_id", "controllers", "advertise", "cluster_id", "out") if getattr(args, n) is None]
     if missing:
         raise UsageError(f"kafka config needs {', '.join(missing)} (see 'emostream kafka config --help')")
-    classpath = f"{args.kafka_lib}/*"
-    bundle = write_host_config(
-        args.out, args.node_id, args.controllers, args.advertise, args.cluster_id, args.listen, args.base_port,
-        args.heap_mb, args.data_dir, args.install_dir, args.java or shutil.which("java") or "/usr/bin/java", classpath, args.user,
+    if args.reauth_s is not None and not args.secure:
+        raise UsageError("--reauth-s is for --secure host configs")
+    options = HostOptions(
+        args.node_id, args.controllers, args.advertise, args.cluster_id, args.listen, args.base_port, args.heap_mb,
+        args.data_dir, args.install_dir, args.java or shutil.which("java") or "/usr/bin/java", f"{args.kafka_lib}/*", args.user,
+        reauth_s=args.reauth_s or DEFAULT_REAUTH_S,
     )
-    print(f"wrote {bundle.properties}, {bundle.log4j}, {bundle.unit}, {bundle.format_script}")
+    if args.secure:
+        options = with_admin_credential(options, SecurityFiles.of_cluster(args.dir or default_cluster_dir()))
+    bundle = write_host_config(args.out, options)
+    print(f"wrote {bundle.properties}, {bundle.log4j}, {bundle.unit}, {bundle.format_script}"
+          + (f", {bundle.scram_args} (admin credential, 0600)" if bundle.scram_args else ""))
     print(f"on the host: copy the Kafka jars ({fetch.classpath(cache_dir())[:-2]}) to {args.kafka_lib},")
+    if bundle.scram_args:
+        print(f"copy broker.pem and ca.crt from 'emostream certs issue --host {args.advertise} --out DIR' and "
+              f"{bundle.scram_args.name} to {args.install_dir}/ (owned by {args.user}, mode 0600),")
     print(f"copy server.properties and log4j2.properties to {args.install_dir}/, run format-storage.sh once,")
     print("then: sudo cp emostream-kafka.service /etc/systemd/system/ && sudo systemctl enable --now emostream-kafka")
     return 0

@@ -22,13 +22,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ops.required = True
     init = ops.add_parser("init", parents=[where], help="create the cluster's CA (kept if it exists)")
     init.set_defaults(func=_certs_init)
-    issue = ops.add_parser("issue", parents=[where], help="issue a device client certificate, or reissue the brokers'")
-    who = issue.add_mutually_exclusive_group(required=True)
+    issue = ops.add_parser("issue", parents=[where],
+                           help="issue a device client certificate, one host's node certificate, or reissue the local brokers'")
+    who = issue.add_mutually_exclusive_group()
     who.add_argument("--device", metavar="ID", help="issue a client certificate for device ID (optional mTLS)")
-    who.add_argument("--broker", action="store_true", help="reissue the brokers' certificate (then restart the cluster)")
+    who.add_argument("--broker", action="store_true", help="reissue the local brokers' certificate (then restart the cluster)")
     issue.add_argument("--host", action="append", default=[], metavar="HOST",
-                       help="with --broker: another DNS name or IP the brokers are reached by (repeatable)")
-    issue.add_argument("--out", type=Path, default=None, help="with --device: folder for ID.crt and ID.key (default .)")
+                       help="without --broker/--device: issue the node certificate of one host of a multi-host cluster "
+                            "(broker.pem and ca.crt into --out) for this DNS name or IP; with --broker: another name the "
+                            "brokers are reached by (repeatable)")
+    issue.add_argument("--ip", action="append", default=[], metavar="IP", help="with --host: the host's IP address (repeatable)")
+    issue.add_argument("--out", type=Path, default=None,
+                       help="folder for the files (default .); made 0700 if missing, an existing one keeps its mode")
     issue.set_defaults(func=_certs_issue)
     rotate = ops.add_parser("rotate", parents=[where], help="reissue the brokers' certificate from the same CA")
     rotate.set_defaults(func=_certs_rotate)
@@ -83,11 +88,20 @@ def _certs_init(args: argparse.Namespace) -> int:
 
 def _certs_issue(args: argparse.Namespace) -> int:
     from emostream.errors import UsageError
-    from emostream.security.files import issue_broker_cert, issue_device_cert, init_ca
+    from emostream.security.files import issue_broker_cert, issue_device_cert, issue_host_cert, init_ca
     from emostream.security.roles import check_user_id
 
     files = _files(args)
+    if not (args.broker or args.device or args.host):
+        raise UsageError("certs issue needs --device ID, --host NAME (a host of a multi-host cluster) or --broker")
+    if args.ip and (args.broker or args.device):
+        raise UsageError("--ip is for a host certificate (--host NAME --ip IP)")
     init_ca(files)
+    if not (args.broker or args.device):
+        keystore, ca = issue_host_cert(files, [*args.host, *args.ip], args.out or Path("."))
+        print(f"issued {keystore} (key + certificate for {', '.join([*args.host, *args.ip])}, mode 0600) and {ca}")
+        print("copy both to the host's install folder (kafka config --install-dir), readable by the broker's user only")
+        return 0
     if args.broker:
         path = issue_broker_cert(files, _advertise(args), args.host)
         print(f"issued broker certificate {path} (from CA {files.ca.cert_path})")

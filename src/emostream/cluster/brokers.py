@@ -1,7 +1,8 @@
 """Start, stop and inspect the JVMs of a local KRaft cluster.
 
 Each node lives in ``<dir>/node-<id>/``: ``server.properties``, ``server.log``, ``kafka.pid``
-and ``data/``. JVMs run in their own session so they outlive the command that started them;
+and ``data/``. Everything in the cluster folder is the owner's only (folders 0700, files 0600,
+the JVMs run with umask 077): logs and data hold what devices said. JVMs run in their own session so they outlive the command that started them;
 a pid only counts as ours when its command line names our config file, so a recycled pid is
 never signalled.
 """
@@ -25,6 +26,7 @@ from emostream.cluster import fetch
 from emostream.cluster.config import (
     DEFAULT_BASE_PORT,
     DEFAULT_HEAP_MB,
+    DEFAULT_REAUTH_S,
     LOG4J2_PROPERTIES,
     ClusterSettings,
     NodeSpec,
@@ -33,9 +35,12 @@ from emostream.cluster.config import (
     local_nodes,
     new_cluster_id,
     render_properties,
+    secure_properties,
     server_properties,
     voters_of,
 )
+from emostream.cluster.material import SecurityFiles, admin_password, ensure_cluster_material, scram_format_args
+from emostream.cluster.private import private_dir, write_private
 from emostream.cluster.state import ClusterState, load_state, save_state
 from emostream.config import cache_dir
 from emostream.errors import ClusterError, KafkaClientError, PortInUseError, UsageError
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from emostream.kafka.configuration import ClientConfig
 
 MAX_BROKERS = 9
+PRIVATE_UMASK = 0o077  # what the JVMs create (data, checkpoints) is the owner's only
 
 # Children this process started; reaped so a killed broker does not linger as a zombie that
 # still answers kill(pid, 0).
@@ -215,26 +221,31 @@ class LocalCluster:
         heap_mb: int | None = None,
         timeout_s: float = 120.0,
         secure: bool = False,
+        reauth_s: int | None = None,
     ) -> ClusterStatus:
         """Start the cluster (creating it on first use) and wait until all brokers are live.
 
         On a folder that already holds a cluster, the same cluster restarts: same ids, ports and
         data. Asking for a different shape there is an error rather than a silent change.
-        ``secure`` (SASL_SSL clients, mTLS between nodes, ACLs) is chosen at creation and kept.
+        ``secure`` (SASL_SSL clients, mTLS between nodes, ACLs) is chosen at creation and kept;
+        ``reauth_s`` (how long a client session outlives a password change, default 60) may change
+        at any start of a secure cluster.
         """
         fetch.require_java()
         fetch.ensure_kafka(self.cache, progress=self._say)
         state = self.state
         if state is None:
-            state = self._create(brokers or 1, base_port or DEFAULT_BASE_PORT, advertise, heap_mb or DEFAULT_HEAP_MB, secure)
+            state = self._create(brokers or 1, base_port or DEFAULT_BASE_PORT, advertise, heap_mb or DEFAULT_HEAP_MB, secure,
+                                 reauth_s or DEFAULT_REAUTH_S)
         else:
             self._check_same_shape(state, brokers, base_port, advertise, secure or None)
-            if heap_mb and heap_mb != state.heap_mb:
-                state = ClusterState(**{**state.__dict__, "heap_mb": heap_mb})
+            changed = {k: v for k, v in (("heap_mb", heap_mb), ("reauth_s", reauth_s)) if v and v != getattr(state, k)}
+            if changed:
+                state = ClusterState(**{**state.__dict__, **changed})
                 save_state(self.dir, state)
+        if reauth_s is not None and not state.secure:
+            raise UsageError(f"--reauth-s is for secure clusters; the cluster in {self.dir} is not secure")
         if state.secure:
-            from emostream.security.files import ensure_cluster_material
-
             ensure_cluster_material(self.dir, state.bootstrap(self.dir), state.advertise)
         nodes = state.nodes(self.dir)
         to_start = [n for n in nodes if self.pid(n.node_id) is None]
@@ -254,17 +265,20 @@ class LocalCluster:
             raise
         return self.status()
 
-    def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int, secure: bool = False) -> ClusterState:
+    def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int, secure: bool = False,
+                reauth_s: int = DEFAULT_REAUTH_S) -> ClusterState:
         if not 1 <= brokers <= MAX_BROKERS:
             raise UsageError(f"--brokers must be between 1 and {MAX_BROKERS}, got {brokers}")
         if not 1024 <= base_port <= 65535 - 300:
             raise UsageError(f"--base-port must be between 1024 and {65535 - 300}, got {base_port}")
         if heap_mb < 128:
             raise UsageError(f"--heap-mb must be at least 128, got {heap_mb}")
+        if reauth_s < 1:
+            raise UsageError(f"--reauth-s must be at least 1 second, got {reauth_s}")
         # A CA made beforehand with 'emostream certs init' may already be there.
         if self.dir.exists() and any(p.name != "security" for p in self.dir.iterdir()):
             raise ClusterError(f"{self.dir} is not empty and holds no emostream cluster; pick another --dir")
-        state = ClusterState(new_cluster_id(), fetch.KAFKA_VERSION, brokers, base_port, heap_mb, advertise, secure)
+        state = ClusterState(new_cluster_id(), fetch.KAFKA_VERSION, brokers, base_port, heap_mb, advertise, secure, reauth_s)
         save_state(self.dir, state)
         return state
 
@@ -291,20 +305,17 @@ class LocalCluster:
     def _settings(self, state: ClusterState, nodes: list[NodeSpec]) -> ClusterSettings:
         overrides: dict[str, str] = {}
         if state.secure:
-            from emostream.security.files import SecurityFiles
-            from emostream.security.listeners import secure_properties
-
             files = SecurityFiles.of_cluster(self.dir)
-            overrides = secure_properties(nodes[0], files.broker_pem, files.ca.cert_path)
+            overrides = secure_properties(nodes[0], files.broker_pem, files.ca.cert_path, state.reauth_s)
         return ClusterSettings(state.cluster_id, voters_of(nodes), state.brokers, overrides)
 
     def _write_configs(self, state: ClusterState, nodes: list[NodeSpec]) -> None:
         settings = self._settings(state, nodes)
-        (self.dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        write_private(self.dir / "log4j2.properties", LOG4J2_PROPERTIES.encode())
         for node in nodes:
-            self._node_dir(node.node_id).mkdir(parents=True, exist_ok=True)
+            private_dir(self._node_dir(node.node_id))
             text = render_properties(server_properties(node, settings), header="written by 'emostream kafka up'; regenerated on every start")
-            self._config_file(node.node_id).write_text(text)
+            write_private(self._config_file(node.node_id), text.encode())
 
     def _java(self, state: ClusterState, main: str, args: list[str], heap_mb: int) -> list[str]:
         return [
@@ -322,11 +333,8 @@ class LocalCluster:
             extra: list[str] = []
             if state.secure and nodes:
                 # The admin's SCRAM credential is part of the initial metadata, as the quorum is.
-                from emostream.security.files import SecurityFiles, scram_format_args
-                from emostream.security.profile import read_profile
-
                 files = SecurityFiles.of_cluster(self.dir)
-                extra = stack.enter_context(scram_format_args(files, read_profile(files.admin_profile)["password"]))
+                extra = stack.enter_context(scram_format_args(files, admin_password(files)))
             self._format_nodes(state, nodes, extra)
 
     def _format_nodes(self, state: ClusterState, nodes: list[NodeSpec], extra: list[str]) -> None:
@@ -334,7 +342,7 @@ class LocalCluster:
         for node in nodes:
             cmd = self._java(state, "kafka.tools.StorageTool",
                              ["format", "-t", state.cluster_id, "-c", str(self._config_file(node.node_id)), "--ignore-formatted", *extra], 256)
-            procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+            procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, umask=PRIVATE_UMASK)))
         for node, proc in procs:
             out, _ = proc.communicate(timeout=120)
             if proc.returncode != 0:
@@ -342,13 +350,14 @@ class LocalCluster:
 
     def _spawn(self, state: ClusterState, node: NodeSpec) -> None:
         cmd = self._java(state, "kafka.Kafka", [str(self._config_file(node.node_id))], state.heap_mb)
-        log = open(self.log_file(node.node_id), "ab")
+        log = os.open(self.log_file(node.node_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    umask=PRIVATE_UMASK)
         finally:
-            log.close()
+            os.close(log)
         _children[proc.pid] = proc
-        self._pid_file(node.node_id).write_text(f"{proc.pid}\n")
+        write_private(self._pid_file(node.node_id), f"{proc.pid}\n".encode())
 
     def start_node(self, node_id: int, timeout_s: float = 120.0) -> None:
         """(Re)start one node of an existing cluster and wait until all nodes are live again."""
@@ -445,8 +454,6 @@ class LocalCluster:
                 pass
         extra: dict[str, Any] = {"secure": state.secure}
         if state.secure:
-            from emostream.security.files import SecurityFiles
-
             extra["admin_profile"] = str(SecurityFiles.of_cluster(self.dir).admin_profile)
         return ClusterStatus(str(self.dir), state.bootstrap(self.dir), state.kafka_version, state.cluster_id, brokers, live,
                              controller, extra)
@@ -457,7 +464,5 @@ class LocalCluster:
 
         state = self._require_state()
         if state.secure:
-            from emostream.security.files import SecurityFiles
-
             return ClientConfig.resolve(None, str(SecurityFiles.of_cluster(self.dir).admin_profile))
         return ClientConfig(state.bootstrap(self.dir))

@@ -7,6 +7,11 @@ one more :class:`Listener`, not a second template.
 
 Port layout of a local cluster with base port B (default 9092): node i serves clients on
 B+i, its controller on B+100+i and broker-to-broker traffic on B+200+i.
+
+A secure node (``kafka up --secure``, ``kafka config --secure``) is the plaintext node with a
+SASL_SSL client listener (SCRAM-SHA-512 over TLS 1.2/1.3) and SSL internal and controller
+listeners that require client certificates (mTLS): every node presents a certificate whose
+subject maps to ``User:broker``, so no password is involved between nodes.
 """
 
 from __future__ import annotations
@@ -16,11 +21,26 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from emostream.errors import UsageError
+
 CONTROLLER_OFFSET = 100
 INTERNAL_OFFSET = 200
 DEFAULT_BASE_PORT = 9092
 DEFAULT_HEAP_MB = 512
 LOCAL_HOST = "127.0.0.1"
+
+# Secure clusters. The names are the broker's side of the contract with client profiles.
+ADMIN_USER = "admin"
+BROKER_PRINCIPAL = "broker"
+ORG = "emostream"
+BROKER_CN = "emostream-broker"  # every node's certificate subject: CN=emostream-broker,OU=brokers,O=emostream
+BROKER_OU = "brokers"
+SASL_MECHANISM = "SCRAM-SHA-512"
+SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+TLS_PROTOCOLS = "TLSv1.3,TLSv1.2"
+# A client must log in again this often, so a rotated or removed password is cut off within it.
+DEFAULT_REAUTH_S = 60
 
 # Logs go to stdout; the launcher (kafka up, systemd) decides where stdout is kept.
 LOG4J2_PROPERTIES = """status = warn
@@ -222,13 +242,62 @@ def with_client_listener(node: NodeSpec, listener: Listener) -> NodeSpec:
     return replace(node, client=listener)
 
 
+# ---- secure nodes -------------------------------------------------------------------------
+
+
+def secure_node(node: NodeSpec) -> NodeSpec:
+    """The same node with a SASL_SSL client listener and SSL internal and controller listeners."""
+    node = with_client_listener(node, replace(node.client, protocol="SASL_SSL"))
+    return replace(node, internal=replace(node.internal, protocol="SSL"), controller=replace(node.controller, protocol="SSL"))
+
+
+def broker_principal_rule() -> str:
+    """``ssl.principal.mapping.rules``: the node certificate's subject → ``broker``; others keep their DN."""
+    return f"RULE:^CN={BROKER_CN},OU={BROKER_OU},O={ORG}$/{BROKER_PRINCIPAL}/,DEFAULT"
+
+
+def secure_properties(node: NodeSpec, keystore: Path | str, truststore: Path | str, reauth_s: int = DEFAULT_REAUTH_S) -> dict[str, str]:
+    """Properties to add to ``server_properties`` for a secured node (``ClusterSettings.overrides``).
+
+    ``keystore`` is the node's PEM key + chain, ``truststore`` the CA certificate (PEM).
+    ``reauth_s`` bounds how long a client session outlives a password change or removal.
+    """
+    if reauth_s < 1:
+        raise UsageError(f"--reauth-s must be at least 1 second, got {reauth_s}")
+    client = f"listener.name.{node.client.name.lower()}"
+    mechanism = f"{client}.{SASL_MECHANISM.lower()}"
+    return {
+        # One PEM key+chain and one PEM trust store for every SSL listener, in and out.
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(truststore),
+        "ssl.enabled.protocols": TLS_PROTOCOLS,
+        "ssl.protocol": "TLSv1.3",
+        "ssl.endpoint.identification.algorithm": "https",
+        # Internal and controller listeners: mTLS, the certificate names the principal.
+        "ssl.client.auth": "required",
+        "ssl.principal.mapping.rules": broker_principal_rule(),
+        # Client listener: SCRAM names the principal; a device may add a client certificate.
+        f"{client}.ssl.client.auth": "requested",
+        "sasl.enabled.mechanisms": SASL_MECHANISM,
+        f"{client}.sasl.enabled.mechanisms": SASL_MECHANISM,
+        f"{mechanism}.sasl.jaas.config": f"{SCRAM_LOGIN_MODULE} required;",
+        # Without a session lifetime a logged-in client keeps its connection for ever, whatever
+        # happens to its password. With one, it must log in again (and fail) within reauth_s.
+        f"{mechanism}.connections.max.reauth.ms": str(reauth_s * 1000),
+        # Deny by default; only the admin and the nodes themselves bypass ACLs.
+        "authorizer.class.name": AUTHORIZER,
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN_USER};User:{BROKER_PRINCIPAL}",
+    }
+
+
 # ---- one host of a multi-host cluster (``emostream kafka config``) ------------------------
 
 
 def parse_voters(spec: str) -> tuple[Voter, ...]:
     """``0@10.0.0.1:9192,1@10.0.0.2:9192`` → voters; UsageError naming the bad entry."""
-    from emostream.errors import UsageError
-
     voters = []
     for entry in (e.strip() for e in spec.split(",") if e.strip()):
         try:
@@ -258,8 +327,6 @@ def host_node(
     Every host uses the same ports as node 0 of a local cluster (clients B, controller B+100,
     brokers B+200), and its controller port must match its entry in ``voters``.
     """
-    from emostream.errors import UsageError
-
     mine = [v for v in voters if v.node_id == node_id]
     if not mine:
         raise UsageError(f"--node-id {node_id} is not in --controllers ({', '.join(str(v) for v in voters)})")

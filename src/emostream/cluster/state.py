@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from emostream.cluster.config import NodeSpec, local_nodes
+from emostream.cluster.config import DEFAULT_REAUTH_S, NodeSpec, local_nodes, secure_node
+from emostream.cluster.private import private_dir, write_private
 from emostream.errors import ClusterError
 
 STATE_FILE = "cluster.json"
@@ -24,14 +25,13 @@ class ClusterState:
     heap_mb: int
     advertise: str | None = None
     secure: bool = False
+    reauth_s: int = DEFAULT_REAUTH_S  # secure only: client session lifetime; may change at a restart
     version: int = STATE_VERSION
 
     def nodes(self, directory: Path) -> list[NodeSpec]:
         """The node specs this state describes."""
         nodes = local_nodes(self.brokers, directory, self.base_port, self.advertise)
         if self.secure:
-            from emostream.security.listeners import secure_node
-
             nodes = [secure_node(n) for n in nodes]
         return nodes
 
@@ -53,11 +53,9 @@ def load_state(directory: Path) -> ClusterState | None:
 
 
 def save_state(directory: Path, state: ClusterState) -> None:
-    """Write the state atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (STATE_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
-    tmp.replace(directory / STATE_FILE)
+    """Write the state atomically (0600; a new folder is made 0700)."""
+    private_dir(directory)
+    write_private(directory / STATE_FILE, (json.dumps(asdict(state), indent=2) + "\n").encode())
 
 
 def read_bootstrap(directory: Path) -> str | None:
