@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     listen.add_argument("--device", required=True, help="the device id to follow")
     listen.add_argument("--exec", dest="hook", metavar="CMD", help="run CMD per event with its JSON on stdin")
     listen.add_argument("--from-beginning", action="store_true", help="a new listener starts at the oldest event")
-    listen.add_argument("--topic", default=EMOTIONS_TOPIC, help=f"emotions topic (default {EMOTIONS_TOPIC})")
+    listen.add_argument("--topic", default=None,
+                        help=f"emotions topic (default: {EMOTIONS_TOPIC}.<device> when it exists, else {EMOTIONS_TOPIC})")
     listen.add_argument("--group", default=None, help="consumer group (default emostream-edge-<device>)")
     listen.add_argument("--max-events", type=int, default=None, help="stop after N events")
     listen.add_argument("--idle-timeout", type=float, default=None, help="stop after S seconds without events")
@@ -99,10 +100,14 @@ def _signer(client):
     return signer_for(client)
 
 
-def _report(remaining: int, spooled: int, stats, spool_path, wait: float, bootstrap: str) -> None:
+def _warn_rejected(stats, spool_path) -> None:
     if stats is not None and stats.rejected:
         print(f"emostream: {stats.rejected} record(s) refused for good ({stats.last_error}); kept in the spool's "
               f"rejected table, see 'emostream edge spool status --spool {spool_path}'", file=sys.stderr)
+
+
+def _report(remaining: int, spooled: int, stats, spool_path, wait: float, bootstrap: str) -> None:
+    _warn_rejected(stats, spool_path)
     if stats is None:
         print(f"spooled {spooled} transcript(s) in {spool_path}; the running sender delivers them")
     elif remaining == 0:
@@ -141,7 +146,9 @@ def _send(args: argparse.Namespace) -> int:
                 transcripts.append(t)
         remaining, spooled, stats = spooled_send(client, spool, transcripts, args.topic, args.wait, signer=signer)
         if args.json:
+            _warn_rejected(stats, spool.path)
             print(json.dumps({"spooled": spooled, "acked": stats.acked if stats else 0, "waiting": remaining,
+                              "rejected": stats.rejected if stats else 0,
                               "utterance_ids": [t.utterance_id for t in transcripts]}))
         else:
             _report(remaining, spooled, stats, spool.path, args.wait, client.bootstrap)
