@@ -79,6 +79,7 @@ class DashboardState:
         self._feed: deque[dict[str, Any]] = deque(maxlen=feed_size)
         self._counts: Counter[str] = Counter({c: 0 for c in CLASSES})
         self._dlq_types: Counter[str] = Counter()
+        self._invalid_types: Counter[str] = Counter()
         self._seq = 0
         self._events = 0
         self._invalid = 0
@@ -95,6 +96,7 @@ class DashboardState:
         with self._cond:
             if compact is None:
                 self._invalid += 1
+                self._invalid_types["unusable_event"] += 1
                 return False
             now = self._clock()
             self._seq += 1
@@ -120,10 +122,11 @@ class DashboardState:
             self._cond.notify_all()
             return True
 
-    def add_invalid(self) -> None:
-        """Count a record on the emotions topic that did not decode as an EmotionEvent."""
+    def add_invalid(self, error_type: str | None = None) -> None:
+        """Count a record on the emotions topic that did not decode as an EmotionEvent (``error_type`` says why)."""
         with self._cond:
             self._invalid += 1
+            self._invalid_types[(error_type or "unknown")[:64]] += 1
 
     def add_dead_letter(self, error_type: str | None = None) -> None:
         """Count one record on the dead-letter topic (``error_type`` from its ``error.type`` header)."""
@@ -178,6 +181,7 @@ class DashboardState:
             "dead_letters": self._dead_letters,
             "dead_letter_types": dict(self._dlq_types),
             "invalid": self._invalid,
+            "invalid_types": dict(self._invalid_types),
             "evicted_devices": self._evicted,
             "last_event_at": self._last_event_at,
             "started_at": self.started_at,

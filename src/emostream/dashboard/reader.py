@@ -2,7 +2,9 @@
 
 The dashboard only watches: it reads committed data (``read_committed``) in its own consumer
 group and never commits offsets, so it cannot disturb the worker and a restart starts afresh
-(from "now" by default, from the beginning with ``from_beginning``).
+(from "now" by default, from the beginning with ``from_beginning``). A record that is not an
+event (a tombstone, garbage, hostile JSON) is counted as invalid by kind and skipped; no single
+record can stop the reader.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from emostream.dashboard.aggregation import DashboardState
@@ -20,6 +23,9 @@ from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.types import KafkaError
 
 log = logging.getLogger(__name__)
+
+# At most one log line per this many seconds about records the reader could not take.
+_BAD_RECORD_LOG_EVERY_S = 60.0
 
 
 def default_group() -> str:
@@ -52,6 +58,7 @@ class KafkaReader:
         self._batch = batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._bad_logged_at = float("-inf")
 
     def start(self) -> None:
         """Start the reader thread (it creates and closes its own consumer)."""
@@ -86,7 +93,11 @@ class KafkaReader:
             consumer.subscribe(topics, on_assign=self._on_assign)
             while not self._stop.is_set():
                 for msg in consumer.consume(num_messages=self._batch, timeout=0.2):
-                    self._handle(msg)
+                    try:
+                        self._handle(msg)
+                    except Exception:  # a record we failed to take is one invalid record, not the end of the reader
+                        self.state.add_invalid("internal_error")
+                        self._log_bad_record(msg, "could not aggregate", exc_info=True)
         except Exception as exc:  # keep serving the page; /healthz reports the reader as down
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("dashboard Kafka reader stopped")
@@ -104,11 +115,20 @@ class KafkaReader:
             self.state.add_dead_letter(_header(msg.headers(), "error.type"))
             return
         try:
-            event = decode_emotion_event(msg.value() or b"")
-        except InvalidEvent:
-            self.state.add_invalid()
+            event = decode_emotion_event(msg.value())
+        except InvalidEvent as exc:
+            self.state.add_invalid(exc.error_type)
+            self._log_bad_record(msg, f"skipped ({exc.error_type}): {exc}")
             return
         self.state.add_event(event)
+
+    def _log_bad_record(self, msg: Any, what: str, *, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._bad_logged_at < _BAD_RECORD_LOG_EVERY_S:
+            return  # the counts are in the state; the log only says that it happens
+        self._bad_logged_at = now
+        log.warning("dashboard: record at %s[%s]@%s %s (further bad records: see the 'invalid' count)",
+                    msg.topic(), msg.partition(), msg.offset(), what, exc_info=exc_info)
 
 
 def _header(headers: list[tuple[str, bytes | None]] | None, name: str) -> str | None:
