@@ -15,17 +15,22 @@ from emostream.kafka.configuration import ClientConfig
 
 def consume_all(client: ClientConfig, topic: str, expected: int, timeout_s: float = 60.0) -> list[tuple[bytes, bytes]]:
     """(key, value) of every committed record of ``topic``, waiting until ``expected`` arrived or the timeout."""
+    return [(k, v) for k, v, _h in consume_with_headers(client, topic, expected, timeout_s)]
+
+
+def consume_with_headers(client: ClientConfig, topic: str, expected: int, timeout_s: float = 60.0) -> list[tuple]:
+    """(key, value, headers) of every committed record of ``topic``; see :func:`consume_all`."""
     from emostream.kafka.consumer import committed_consumer
 
     c = committed_consumer(client, f"check-{topic}-{time.monotonic_ns()}", from_beginning=True)
-    out: list[tuple[bytes, bytes]] = []
+    out: list[tuple] = []
     try:
         c.subscribe([topic])
         deadline = time.monotonic() + timeout_s
         idle_since = None
         while time.monotonic() < deadline:
             msgs = c.consume(1000, 0.5)
-            out += [(m.key(), m.value()) for m in msgs if m.error() is None]
+            out += [(m.key(), m.value(), m.headers()) for m in msgs if m.error() is None]
             if len(out) >= expected:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > 1.5:  # a little longer: catch duplicates beyond expected
@@ -35,13 +40,16 @@ def consume_all(client: ClientConfig, topic: str, expected: int, timeout_s: floa
     return out
 
 
-def make_topic(bootstrap: str, name: str, partitions: int = 3) -> ClientConfig:
+def make_topic(bootstrap: str, name: str, partitions: int = 3, configs: dict[str, str] | None = None) -> ClientConfig:
     from emostream.kafka.admin import Admin
-    from emostream.topics import create_topic, plan_topic
+    from emostream.topics import TopicPlan, create_topic, plan_topic
 
     client = ClientConfig(bootstrap)
     admin = Admin(client)
-    create_topic(admin, plan_topic(name, admin.live_brokers(), partitions=partitions))
+    plan = plan_topic(name, admin.live_brokers(), partitions=partitions)
+    if configs:
+        plan = TopicPlan(plan.name, plan.partitions, plan.replication, {**plan.configs, **configs})
+    create_topic(admin, plan)
     return client
 
 
@@ -119,6 +127,88 @@ def test_simulate_sends_what_it_says(bootstrap: str, unique_name: str, tmp_path:
     got = consume_all(client, unique_name, 6000)
     assert len(got) == 6000
     assert len({k for k, _ in got}) == 20
+
+
+@pytest.mark.kafka
+def test_an_oversize_transcript_is_refused_before_the_spool_and_blocks_nothing(bootstrap: str, unique_name: str,
+                                                                              tmp_path: Path) -> None:
+    """Finding 9 (+13): a 1.25 MB line through 'edge send --stdin' is refused with a clear error, never spooled;
+    the lines around it and a later send are delivered; --device '' is refused; the spool files are 0600."""
+    client = make_topic(bootstrap, unique_name)
+    spool = tmp_path / "s.db"
+    common = ["--topic", unique_name, "--bootstrap", bootstrap, "--spool", str(spool)]
+    big = "word " * 250_000  # 1.25 MB
+    piped = emostream("edge", "send", "--stdin", "--device", "pi-o", *common,
+                      input=f"before the big one\n{big}\nafter the big one\n")
+    assert piped.returncode == 2, piped.stderr
+    assert "input line 2 not sent: line is 1,250,000 bytes; a transcript is at most 8,192 bytes" in piped.stderr
+    texted = emostream("edge", "send", "--device", "pi-o", "--text", "x" * 9000, *common)
+    assert texted.returncode == 2 and "limit is 8,192" in texted.stderr
+    nobody = emostream("edge", "send", "--device", "", "--text", "hello", *common)
+    assert nobody.returncode == 2 and "device id must be" in nobody.stderr
+    later = emostream("edge", "send", "--device", "pi-o", "--text", "a normal one", *common)
+    assert later.returncode == 0, later.stderr
+    got = [json.loads(v)["text"] for _k, v in consume_all(client, unique_name, 3)]
+    assert got == ["before the big one", "after the big one", "a normal one"]
+    status = json.loads(emostream("edge", "spool", "status", "--spool", str(spool), "--json").stdout)[0]
+    assert status["count"] == 0 and status["rejected_total"] == 0
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir() if p.name.startswith("s.db")}
+    assert set(modes.values()) == {"0o600"} and "s.db" in modes and "s.db.lock" in modes, modes
+
+
+@pytest.mark.kafka
+def test_a_row_the_broker_refuses_for_good_is_parked_and_order_is_kept(bootstrap: str, unique_name: str,
+                                                                      tmp_path: Path) -> None:
+    """Finding 10: the topic refuses one legal-but-large row (MSG_SIZE_TOO_LARGE): delivered 1, 3, 4 in that
+    order, the refused row in 'rejected' and shown by 'spool status', the spool not blocked."""
+    import base64
+    import os
+
+    client = make_topic(bootstrap, unique_name, partitions=1, configs={"max.message.bytes": "3000"})
+    spool = str(tmp_path / "s.db")
+    common = ["--device", "pi-r", "--topic", unique_name, "--bootstrap", bootstrap, "--spool", spool, "--json"]
+    large = base64.b64encode(os.urandom(5000)).decode()  # 6.7 KB: under the edge's limit, over this topic's
+    results = [emostream("edge", "send", "--text", text, *common) for text in ("one", large, "three", "four")]
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    assert "refused for good" in results[1].stderr and "rejected table" in results[1].stderr
+    got = [json.loads(v)["text"] for _k, v in consume_all(client, unique_name, 3)]
+    assert got == ["one", "three", "four"]
+    status = json.loads(emostream("edge", "spool", "status", "--spool", spool, "--json").stdout)[0]
+    assert status["count"] == 0 and status["rejected_total"] == 1
+    [rejected] = status["rejected"]
+    assert rejected["utterance_id"] == json.loads(results[1].stdout)["utterance_ids"][0]
+    assert "too large" in rejected["error"].lower(), rejected
+    text = emostream("edge", "spool", "status", "--spool", spool)
+    assert "1 rejected" in text.stdout and f"rejected seq {rejected['seq']}" in text.stdout
+
+
+@pytest.mark.kafka
+def test_signed_records_carry_a_signature_the_worker_verifies(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    """Signing: a device profile with signing_key → every record sent (send, --stdin, flush) verifies against its key."""
+    from emostream.signing import DeviceKeys, KeyRecord, generate_key
+
+    client = make_topic(bootstrap, unique_name)
+    private, public = generate_key()
+    profile = tmp_path / "pi-sig.json"
+    profile.write_text(json.dumps({"bootstrap": bootstrap, "signing_key": private}))
+    profile.chmod(0o600)
+    common = ["--device", "pi-sig", "--topic", unique_name, "--spool", str(tmp_path / "s.db"),
+              "--security-profile", str(profile)]
+    assert emostream("edge", "send", "--text", "signed one", *common).returncode == 0
+    piped = emostream("edge", "send", "--stdin", *common, input="signed two\nsigned three\n")
+    assert piped.returncode == 0, piped.stderr
+    got = consume_with_headers(client, unique_name, 3)
+    keys = DeviceKeys()
+    keys.apply(KeyRecord("pi-sig", public))
+    for key, value, headers in got:
+        keys.verify("pi-sig", key, value, headers)  # raises InvalidEvent when unsigned or forged
+    assert [json.loads(v)["text"] for _k, v, _h in got] == ["signed one", "signed two", "signed three"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"bootstrap": bootstrap, "signing_key": "not-a-key"}))
+    bad.chmod(0o600)
+    refused = emostream("edge", "send", "--device", "pi-sig", "--text", "x", "--topic", unique_name,
+                        "--spool", str(tmp_path / "s2.db"), "--security-profile", str(bad))
+    assert refused.returncode == 2 and "signing_key" in refused.stderr, refused.stderr
 
 
 def test_corpus_is_varied_and_spoken_length() -> None:
