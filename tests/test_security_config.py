@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -22,9 +23,13 @@ from emostream.security.files import (
     scram_format_args,
 )
 from emostream.security.listeners import broker_principal_rule, secure_node, secure_properties
-from emostream.security.profile import java_client_properties, read_profile
-from emostream.security.roles import AclSpec, check_user_id, role_acls
+from emostream.kafka.configuration import ClientConfig, librdkafka_security, read_security_profile
+from emostream.kafka.security import AclSpec
+from emostream.security.profile import client_profile, java_client_properties, read_profile
+from emostream.security.roles import check_user_id, role_acls
 from emostream.security.users import quota_command
+from emostream.signing import generate_key
+from emostream.topics import DEDUPE_RETENTION_MS, plan_dedupe, plan_device_events, plan_key_registry
 
 
 def _mode(path: Path) -> int:
@@ -117,16 +122,37 @@ def test_device_acls_are_exactly_what_it_needs() -> None:
         AclSpec("TOPIC", "stt.transcripts", "LITERAL", "WRITE"),
         AclSpec("TOPIC", "stt.transcripts", "LITERAL", "DESCRIBE"),
         AclSpec("BROKER", "kafka-cluster", "LITERAL", "IDEMPOTENT_WRITE"),
-        AclSpec("TOPIC", "emotion.events", "LITERAL", "READ"),
-        AclSpec("GROUP", "emostream-edge-pi-1", "PREFIXED", "READ"),
+        AclSpec("TOPIC", "emotion.events.pi-1", "LITERAL", "READ"),  # its own results, not the shared topic
+        AclSpec("GROUP", "emostream-edge-pi-1", "LITERAL", "READ"),  # literal: 'pi-10' is another device
     }
+    assert not any(a.pattern == "PREFIXED" for a in acls)
+
+
+def test_worker_may_write_every_results_topic_and_keep_its_state() -> None:
     worker = set(role_acls("worker", "w"))
     assert AclSpec("TRANSACTIONAL_ID", "emostream-worker", "PREFIXED", "WRITE") in worker
     assert AclSpec("TOPIC", "stt.transcripts.dlq", "LITERAL", "WRITE") in worker
-    assert all(a.operation == "READ" for a in role_acls("dashboard", "d"))
+    assert AclSpec("TOPIC", "emotion.events", "PREFIXED", "WRITE") in worker  # shared + emotion.events.<ID>
+    assert {AclSpec("TOPIC", "emostream.device-keys", "LITERAL", op) for op in ("READ", "DESCRIBE")} <= worker
+    assert {AclSpec("TOPIC", "stt.transcripts.dedupe", "LITERAL", op) for op in ("READ", "WRITE", "DESCRIBE")} <= worker
+    assert not any(a.operation == "WRITE" and a.name == "emostream.device-keys" for a in worker)  # only the admin registers keys
+    dashboard = role_acls("dashboard", "d")
+    assert all(a.operation == "READ" for a in dashboard)
+    assert AclSpec("TOPIC", "emotion.events", "LITERAL", "READ") in dashboard
 
 
-@pytest.mark.parametrize("bad", ["", "admin", "broker", "a b", "x;User:admin", ".hidden", "x" * 65])
+def test_state_and_device_topics_are_planned_durable_and_compacted() -> None:
+    keys = plan_key_registry(3)
+    assert (keys.name, keys.partitions, keys.replication) == ("emostream.device-keys", 1, 3)
+    assert keys.configs == {"min.insync.replicas": "2", "unclean.leader.election.enable": "false", "cleanup.policy": "compact"}
+    dedupe = plan_dedupe("stt.transcripts", 4, 1)
+    assert (dedupe.name, dedupe.partitions, dedupe.replication) == ("stt.transcripts.dedupe", 4, 1)
+    assert dedupe.configs["cleanup.policy"] == "compact,delete" and dedupe.configs["retention.ms"] == str(DEDUPE_RETENTION_MS)
+    events = plan_device_events("pi-1", 2)
+    assert (events.name, events.partitions, events.replication, events.configs["min.insync.replicas"]) == ("emotion.events.pi-1", 1, 2, "1")
+
+
+@pytest.mark.parametrize("bad", ["", "admin", "broker", "a b", "x;User:admin", ".hidden", "x" * 65, "pié", "٣"])
 def test_bad_user_ids_are_refused(bad: str) -> None:
     with pytest.raises(UsageError):
         check_user_id(bad)
@@ -157,6 +183,54 @@ def test_java_client_properties_quote_jaas() -> None:
     assert props["ssl.truststore.type"] == "PEM"
     with pytest.raises(ConfigError):
         java_client_properties({"username": "admin"})
+    with pytest.raises(ConfigError, match="line break"):
+        java_client_properties({"username": "admin", "password": 'x";\nfoo="', "ca_file": "/ca.crt"})
+
+
+def test_a_device_profile_round_trips_through_the_one_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    private, _public = generate_key()
+    profile = client_profile("b:9093", "pi-1", "pw", "/ca.crt", signing_key=private)
+    path = tmp_path / "pi-1.json"
+    path.write_text(json.dumps(profile))
+    assert read_security_profile(path) == read_profile(path) == profile
+    monkeypatch.setenv("EMOSTREAM_SECURITY_PROFILE", str(path))
+    client = ClientConfig.resolve()
+    assert client.bootstrap == "b:9093" and client.signing_key == private
+    assert client.security == librdkafka_security(profile) == {
+        "security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "pi-1",
+        "sasl.password": "pw", "ssl.ca.location": "/ca.crt"}
+    assert ClientConfig.resolve("other:1").bootstrap == "other:1"  # the flag beats the profile
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist; clients get one from 'emostream users add"),
+    ("{", "not readable JSON"),
+    ("[1]", "must be a JSON object"),
+    ('{"pasword": "x"}', "unknown key.*'pasword'.*known keys are bootstrap"),
+    ('{"username": "a", "username": "b"}', "sets 'username' twice"),
+    ('{"password": 5}', "'password' must be a non-empty string, got int"),
+    ('{"password": ""}', "non-empty string"),
+    ('{"password": "a\\nb"}', "NUL or line break"),
+    ('{"security_protocol": "TLS"}', "security_protocol must be one of"),
+    ('{"signing_key": "c2hvcnQ="}', "signing_key is not a base64 Ed25519 key"),
+    ("x" * (64 * 1024 + 1), "over 64 KiB"),
+    (b"\xff\xfe", "not readable JSON"),
+])
+def test_profile_reader_says_what_is_wrong(tmp_path: Path, content: str | bytes | None, message: str) -> None:
+    path = tmp_path / "p.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        read_security_profile(path)
+    with pytest.raises(ConfigError):
+        read_security_profile(tmp_path)  # a folder
+
+
+def test_client_profile_refuses_what_the_reader_would() -> None:
+    with pytest.raises(ConfigError, match="line break"):
+        client_profile("b:1", "pi-1", "pw", "/ca\n.crt")
 
 
 def test_a_ca_made_first_is_kept_by_the_new_cluster(tmp_path: Path) -> None:

@@ -18,14 +18,17 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from emostream.cli import main
 from emostream.cluster import LocalCluster
-from emostream.errors import KafkaClientError, TopicError
-from emostream.events import Transcript, format_ts
+from emostream.errors import KafkaClientError, TopicError, UsageError
+from emostream.events import InvalidEvent, Transcript, format_ts
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer
+from emostream.kafka.types import OFFSET_BEGINNING, TopicPartition
 from emostream.security.ca import CertificateAuthority
 from emostream.security.files import SecurityFiles
+from emostream.security.users import remove_user
+from emostream.signing import DeviceKeys, DeviceSigner, decode_key_record
 from tests.conftest import free_base_port
 from tests.worker_helpers import model_spec
 
@@ -50,7 +53,9 @@ class Secure:
 
     def secrets(self) -> list[str]:
         found = [json.loads(self.admin.read_text())["password"]]
-        found += [json.loads(p.read_text())["password"] for p in self.profiles.values()]
+        for path in self.profiles.values():
+            profile = json.loads(path.read_text())
+            found += [profile["password"], *([profile["signing_key"]] if "signing_key" in profile else [])]
         return found
 
 
@@ -79,12 +84,12 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
         env = Secure(directory, cluster, admin, {}, [status.stdout, status.stderr])
         ensure = _emostream("topics", "ensure", "--security-profile", str(admin), "--partitions", "3")
         env.outputs += [ensure.stdout, ensure.stderr]
-        for user, role, extra in (("dev1", "device", ["--produce-rate", str(SLOW_DEVICE_RATE)]), ("dev2", "device", []),
+        for user, role, extra in (("pi-1", "device", ["--produce-rate", str(SLOW_DEVICE_RATE)]), ("pi-2", "device", []),
                                   ("worker1", "worker", []), ("dash1", "dashboard", [])):
             out = directory / f"{user}.json"
             added = _emostream("users", "add", user, "--role", role, "--dir", str(directory), "--out", str(out), *extra)
-            assert json.loads(added.stdout) == json.loads(out.read_text())  # stdout is the profile and only that
-            env.outputs.append(added.stderr)
+            assert f"wrote the profile of {user} ({role}) to {out}" in added.stdout  # the secrets went to the file only
+            env.outputs += [added.stdout, added.stderr]
             env.profiles[user] = out
         yield env
     finally:
@@ -107,16 +112,16 @@ def test_only_sasl_ssl_with_the_right_password_and_ca_gets_in(secure: Secure, tm
     ca = admin.security["ssl.ca.location"]
     _refused(ClientConfig(admin.bootstrap))  # plain TCP
     _refused(ClientConfig(admin.bootstrap, {"security.protocol": "SSL", "ssl.ca.location": ca}))  # TLS, no SASL
-    wrong = {**secure.client("dev1").security, "sasl.password": "not-the-password"}
+    wrong = {**secure.client("pi-1").security, "sasl.password": "not-the-password"}
     errors = _refused(ClientConfig(admin.bootstrap, wrong))
     assert any("Authentication failed" in e for e in errors), errors
     other = CertificateAuthority.create(tmp_path / "other-ca.crt", tmp_path / "other-ca.key")
-    untrusting = {**secure.client("dev1").security, "ssl.ca.location": str(other.cert_path)}
+    untrusting = {**secure.client("pi-1").security, "ssl.ca.location": str(other.cert_path)}
     errors = _refused(ClientConfig(admin.bootstrap, untrusting))
     assert any("certificate verify failed" in e for e in errors), errors
 
 
-def _produce(client: ClientConfig, topic: str, values: list[bytes], key: bytes = b"dev1") -> list[KafkaError]:
+def _produce(client: ClientConfig, topic: str, values: list[bytes], key: bytes = b"pi-1") -> list[KafkaError]:
     errors: list[KafkaError] = []
     producer = idempotent_producer(client, **{"message.timeout.ms": 15000})
     for value in values:
@@ -156,32 +161,85 @@ def _read(client: ClientConfig, group: str, topic: str, want: int, timeout_s: fl
     return got
 
 
-def test_device_may_send_transcripts_and_read_emotions_and_nothing_else(secure: Secure) -> None:
-    device = secure.client("dev1")
-    assert _produce(device, "stt.transcripts", [b"hello from dev1"]) == []
-    assert _produce(secure.client("admin"), "emotion.events", [b'{"marker": "for-dev1"}']) == []
-    got = _read(device, "emostream-edge-dev1-listen", "emotion.events", 1)
-    assert any(m.value() == b'{"marker": "for-dev1"}' for m in got)
+def test_device_sends_transcripts_and_reads_only_its_own_results_with_its_own_group(secure: Secure) -> None:
+    device, admin = secure.client("pi-1"), secure.client("admin")
+    assert _produce(device, "stt.transcripts", [b"hello from pi-1"]) == []
+    assert _produce(admin, "emotion.events.pi-1", [b'{"marker": "for-pi-1"}']) == []
+    assert _produce(admin, "emotion.events", [b'{"marker": "shared"}']) == []
+    got = _read(device, "emostream-edge-pi-1", "emotion.events.pi-1", 1)
+    assert [m.value() for m in got] == [b'{"marker": "for-pi-1"}']
 
-    (err,) = _produce(device, "emotion.events", [b"forged event"])
+    # Not the shared topic, not another device's results, not transcripts; not even with its own group.
+    for topic in ("emotion.events", "emotion.events.pi-2", "stt.transcripts"):
+        err = _poll_error(device, "emostream-edge-pi-1", topic)
+        assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, topic
+    # Its group is exact: the ids that merely start with 'pi-1' are other devices' groups.
+    for group in ("emostream-edge-pi-10", "emostream-edge-pi-1-x", "emostream-edge-pi-2"):
+        err = _poll_error(device, group, "emotion.events.pi-1")
+        assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, group
+    for topic in ("emotion.events", "emotion.events.pi-1"):  # results come from the worker only
+        (err,) = _produce(device, topic, [b"forged event"])
+        assert err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, topic
+    (err,) = _produce(device, "emostream.device-keys", [b'{"v": 1, "ed25519": "forged"}'])
     assert err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    err = _poll_error(device, "emostream-edge-dev1-snoop", "stt.transcripts")
-    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    err = _poll_error(device, "emostream-edge-dev2", "emotion.events")  # another device's group prefix
-    assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED
-    admin = Admin(device, timeout_s=10)
+    admin_api = Admin(device, timeout_s=10)
     with pytest.raises(TopicError, match="(?i)authoriz"):
-        admin.create_topic("dev1-own-topic", 1, 1, {})
+        admin_api.create_topic("pi-1-own-topic", 1, 1, {})
     with pytest.raises(TopicError, match="(?i)authoriz"):
-        admin.delete_topics(["emotion.events"])
+        admin_api.delete_topics(["emotion.events.pi-1"])
+
+
+def _registry(client: ClientConfig) -> list[tuple[bytes, bytes | None]]:
+    """Every record of the key registry, in order (admin: no group ACL needed for an assignment)."""
+    consumer = committed_consumer(client, f"emostream-test-{os.urandom(3).hex()}")
+    try:
+        _low, high = consumer.get_watermark_offsets(TopicPartition("emostream.device-keys", 0), timeout=10)
+        consumer.assign([TopicPartition("emostream.device-keys", 0, OFFSET_BEGINNING)])
+        records: list[tuple[bytes, bytes | None]] = []
+        last, deadline = -1, time.monotonic() + 30
+        while last < high - 1 and time.monotonic() < deadline:  # offsets, not counts: compaction leaves gaps
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            records.append((msg.key(), msg.value()))
+            last = msg.offset()
+        return records
+    finally:
+        consumer.close()
+
+
+def _keys(secure: Secure) -> DeviceKeys:
+    keys = DeviceKeys()
+    for key, value in _registry(secure.client("admin")):
+        keys.apply(decode_key_record(key, value))
+    return keys
+
+
+def test_users_add_registers_the_public_key_of_the_profiles_signing_key(secure: Secure) -> None:
+    keys = _keys(secure)
+    for device in ("pi-1", "pi-2"):
+        signer = DeviceSigner(json.loads(secure.profiles[device].read_text())["signing_key"])
+        value = Transcript(device_id=device, utterance_id="u-1", text="hi", ended_at=format_ts(time.time())).encode()
+        keys.verify(device, device.encode(), value, signer.headers(device.encode(), value))  # no error: it verifies
+        with pytest.raises(InvalidEvent, match="does not match"):  # and only for its own device id
+            keys.verify("pi-1" if device == "pi-2" else "pi-2", device.encode(), value, signer.headers(device.encode(), value))
+    assert "worker1" not in keys and "dash1" not in keys  # only devices sign
+    admin = Admin(secure.client("admin"), timeout_s=10)
+    registry = admin.describe_topic("emostream.device-keys")
+    assert registry.partitions == 1 and registry.configs["cleanup.policy"] == "compact"
+    results = admin.describe_topic("emotion.events.pi-1")
+    assert results.partitions == 1 and results.configs["unclean.leader.election.enable"] == "false"
+    dedupe = admin.describe_topic("stt.transcripts.dedupe")  # made by 'topics ensure', like the transcripts topic
+    assert dedupe.partitions == admin.describe_topic("stt.transcripts").partitions == 3
+    assert dedupe.configs["cleanup.policy"] == "compact,delete" and dedupe.configs["retention.ms"] == "86400000"
 
 
 def test_device_with_a_client_certificate_from_our_ca(secure: Secure) -> None:
-    shown = _emostream("certs", "issue", "--device", "dev2", "--dir", str(secure.dir), "--out", str(secure.dir / "certs"))
+    shown = _emostream("certs", "issue", "--device", "pi-2", "--dir", str(secure.dir), "--out", str(secure.dir / "certs"))
     secure.outputs += [shown.stdout, shown.stderr]
-    mtls = {**secure.client("dev2").security, "ssl.certificate.location": str(secure.dir / "certs" / "dev2.crt"),
-            "ssl.key.location": str(secure.dir / "certs" / "dev2.key")}
-    assert _produce(ClientConfig(secure.client("dev2").bootstrap, mtls), "stt.transcripts", [b"hello over mTLS"], b"dev2") == []
+    mtls = {**secure.client("pi-2").security, "ssl.certificate.location": str(secure.dir / "certs" / "pi-2.crt"),
+            "ssl.key.location": str(secure.dir / "certs" / "pi-2.key")}
+    assert _produce(ClientConfig(secure.client("pi-2").bootstrap, mtls), "stt.transcripts", [b"hello over mTLS"], b"pi-2") == []
 
 
 def _throttle_ms(client: ClientConfig, key: bytes, n: int, size: int) -> int:
@@ -201,18 +259,19 @@ def _throttle_ms(client: ClientConfig, key: bytes, n: int, size: int) -> int:
 
 
 def test_device_over_its_produce_quota_is_throttled_and_the_other_is_not(secure: Secure) -> None:
-    # 300 kB in a burst: ~30 kB/s over Kafka's 10 s quota window, above dev1's 20 kB/s, far below dev2's 1 MB/s.
-    assert _throttle_ms(secure.client("dev1"), b"dev1", 75, 4000) > 0
-    assert _throttle_ms(secure.client("dev2"), b"dev2", 75, 4000) == 0
+    # 300 kB in a burst: ~30 kB/s over Kafka's 10 s quota window, above pi-1's 20 kB/s, far below pi-2's 1 MB/s.
+    assert _throttle_ms(secure.client("pi-1"), b"pi-1", 75, 4000) > 0
+    assert _throttle_ms(secure.client("pi-2"), b"pi-2", 75, 4000) == 0
 
 
 def test_worker_runs_exactly_once_over_sasl_ssl(secure: Secure, tmp_path: Path) -> None:
     run = f"eos-{os.urandom(3).hex()}"
     sent = []
-    producer = idempotent_producer(secure.client("dev2"))
+    producer = idempotent_producer(secure.client("pi-2"))
+    signer = DeviceSigner(json.loads(secure.profiles["pi-2"].read_text())["signing_key"])
     for i in range(40):
-        t = Transcript(device_id="dev2", utterance_id=f"{run}-{i:03d}", text=f"utterance {i}: I am so happy", ended_at=format_ts(time.time()))
-        producer.produce("stt.transcripts", t.encode(), b"dev2")
+        t = Transcript(device_id="pi-2", utterance_id=f"{run}-{i:03d}", text=f"utterance {i}: I am so happy", ended_at=format_ts(time.time()))
+        producer.produce("stt.transcripts", t.encode(), b"pi-2", headers=signer.headers(b"pi-2", t.encode()))
         sent.append(t.utterance_id)
     assert producer.flush(30) == 0
 
@@ -261,18 +320,42 @@ def test_up_again_keeps_the_cluster_secure(secure: Secure) -> None:
     assert status.extra["secure"] is True and status.extra["admin_profile"] == str(secure.admin)
 
 
-def test_users_list_and_remove(secure: Secure) -> None:
+def test_users_list_rotate_and_remove(secure: Secure, tmp_path: Path) -> None:
     listed = _emostream("users", "list", "--json", "--dir", str(secure.dir))
     users = {u["name"]: u for u in json.loads(listed.stdout)}
-    assert {"admin", "dev1", "dev2", "worker1", "dash1"} <= set(users)
-    assert "READ on group prefix 'emostream-edge-dev1'" in users["dev1"]["acls"]
+    assert {"admin", "pi-1", "pi-2", "worker1", "dash1"} <= set(users)
+    assert "READ on group 'emostream-edge-pi-1'" in users["pi-1"]["acls"]
+    assert "READ on topic 'emotion.events.pi-1'" in users["pi-1"]["acls"]
     temp = _emostream("users", "add", "tmp1", "--role", "device", "--password", "-", "--dir", str(secure.dir),
                       stdin="chosen-password-123\n")
-    assert json.loads(temp.stdout)["password"] == "chosen-password-123"
+    first = json.loads(temp.stdout)  # no --out: the profile goes to stdout
+    assert first["password"] == "chosen-password-123"
+    out = tmp_path / "tmp1.json"
+    again = _emostream("users", "add", "tmp1", "--role", "device", "--dir", str(secure.dir), "--out", str(out))
+    second = json.loads(out.read_text())
+    assert second["signing_key"] != first["signing_key"] and second["password"] != first["password"]
+    for secret in (second["password"], second["signing_key"]):
+        assert secret not in again.stdout + again.stderr  # with --out, stdout is a confirmation only
+    assert f"registered public key ed25519:{DeviceSigner(second['signing_key']).public_b64()}" in again.stdout
+    value = b"rotated"
+    keys = _keys(secure)
+    keys.verify("tmp1", b"tmp1", value, DeviceSigner(second["signing_key"]).headers(b"tmp1", value))
+    with pytest.raises(InvalidEvent, match="does not match"):  # the rotated-out key stops verifying
+        keys.verify("tmp1", b"tmp1", value, DeviceSigner(first["signing_key"]).headers(b"tmp1", value))
+
     removed = _emostream("users", "remove", "tmp1", "--dir", str(secure.dir))
     assert "password deleted, 5 ACL(s) deleted" in removed.stdout
+    assert "results topic emotion.events.tmp1 deleted" in removed.stdout
+    assert "tmp1" not in _keys(secure)  # tombstoned: its signatures no longer verify
+    assert (b"tmp1", None) == _registry(secure.client("admin"))[-1]
+    admin = Admin(secure.client("admin"), timeout_s=10)
+    assert "emotion.events.tmp1" not in admin.topic_names()
     assert "tmp1" not in {u["name"] for u in json.loads(_emostream("users", "list", "--json", "--dir", str(secure.dir)).stdout)}
-    secure.outputs += [listed.stdout, listed.stderr, removed.stdout, removed.stderr, temp.stderr]
+    twice = remove_user(secure.admin, "tmp1")
+    assert (twice.had_password, twice.acls_deleted, twice.was_device) == (False, 0, False)
+    with pytest.raises(UsageError, match="reserved"):
+        remove_user(secure.admin, "admin")
+    secure.outputs += [listed.stdout, listed.stderr, removed.stdout, removed.stderr, temp.stderr, again.stdout, again.stderr]
     shown = _emostream("certs", "show", "--dir", str(secure.dir))
     secure.outputs += [shown.stdout, shown.stderr]
     assert "CN=emostream-broker" in shown.stdout

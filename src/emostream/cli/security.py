@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -41,11 +40,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_certs_show)
 
-    users = sub.add_parser("users", help="principals of a secure cluster: SCRAM users, role ACLs, quotas")
+    users = sub.add_parser("users", help="principals of a secure cluster: SCRAM users, role ACLs, quotas, device keys")
     uops = users.add_subparsers(dest="op", metavar="OP")
     uops.required = True
     add = uops.add_parser("add", parents=[common, where],
-                          help="create a user (or set a new password) with a role's ACLs; prints its client profile")
+                          help="create a user (or set a new password, and a device's new signing key) with a role's ACLs; "
+                               "prints its client profile, or writes it to --out")
     add.add_argument("id", metavar="ID")
     add.add_argument("--role", choices=("device", "worker", "dashboard"), default="device", help="default device")
     add.add_argument("--password", default=None,
@@ -54,12 +54,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                      help="devices: produce quota in bytes/s (default 1048576)")
     add.add_argument("--cert-file", default=None, help="device client certificate to put into the profile (mTLS)")
     add.add_argument("--key-file", default=None, help="its key")
-    add.add_argument("--out", type=Path, default=None, help="also write the profile to FILE (mode 0600)")
+    add.add_argument("--out", type=Path, default=None,
+                     help="write the profile to FILE (mode 0600) instead of stdout; only a confirmation is printed")
     add.set_defaults(func=_users_add)
     lst = uops.add_parser("list", parents=[common, where], help="users and their ACLs")
     lst.add_argument("--json", action="store_true", help="print JSON")
     lst.set_defaults(func=_users_list)
-    rm = uops.add_parser("remove", parents=[common, where], help="delete a user's password, ACLs and quota")
+    rm = uops.add_parser("remove", parents=[common, where],
+                         help="delete a user's password, ACLs and quota; a device's key (tombstone) and results topic")
     rm.add_argument("id", metavar="ID")
     rm.set_defaults(func=_users_remove)
 
@@ -155,10 +157,11 @@ def _certs_show(args: argparse.Namespace) -> int:
 def _admin_profile(args: argparse.Namespace) -> Path:
     """--security-profile, else EMOSTREAM_SECURITY_PROFILE, else the local secure cluster's admin profile."""
     from emostream.errors import UsageError
+    from emostream.kafka.configuration import security_profile_path
 
-    explicit = args.security_profile or os.environ.get("EMOSTREAM_SECURITY_PROFILE")
+    explicit = security_profile_path(args.security_profile)
     if explicit:
-        return Path(explicit)
+        return explicit
     path = _files(args).admin_profile
     if not path.exists():
         raise UsageError(f"no admin profile at {path}; start a secure cluster ('emostream kafka up --secure') "
@@ -171,12 +174,16 @@ def _users_add(args: argparse.Namespace) -> int:
     from emostream.security.users import add_user
 
     password = sys.stdin.readline().rstrip("\n") if args.password == "-" else args.password
-    profile = add_user(_admin_profile(args), args.id, args.role, password, args.produce_rate,
-                       args.cert_file, args.key_file, args.bootstrap)
-    if args.out:
-        write_profile(args.out, profile)
-        print(f"wrote the profile of {args.id} ({args.role}) to {args.out} (mode 0600)", file=sys.stderr)
-    sys.stdout.write(render_profile(profile))
+    added = add_user(_admin_profile(args), args.id, args.role, password, args.produce_rate,
+                     args.cert_file, args.key_file, args.bootstrap)
+    if not args.out:  # the secrets go to exactly one place: stdout, or the file
+        sys.stdout.write(render_profile(added.profile))
+        return 0
+    write_profile(args.out, added.profile)
+    print(f"wrote the profile of {args.id} ({args.role}) to {args.out} (mode 0600; it holds the password"
+          f"{' and signing key' if added.public_key else ''}: copy it to the {args.role} only)")
+    if added.public_key:
+        print(f"results topic {added.results_topic}; registered public key ed25519:{added.public_key}")
     return 0
 
 
@@ -197,6 +204,10 @@ def _users_list(args: argparse.Namespace) -> int:
 def _users_remove(args: argparse.Namespace) -> int:
     from emostream.security.users import remove_user
 
-    had, deleted = remove_user(_admin_profile(args), args.id, args.bootstrap)
-    print(f"removed {args.id}: password {'deleted' if had else 'was not set'}, {deleted} ACL(s) deleted")
+    removed = remove_user(_admin_profile(args), args.id, args.bootstrap)
+    print(f"removed {args.id}: password {'deleted' if removed.had_password else 'was not set'}, "
+          f"{removed.acls_deleted} ACL(s) deleted")
+    if removed.was_device:
+        print(f"device {args.id}: signing key revoked (tombstone in the key registry), "
+              f"results topic {removed.results_topic_deleted} deleted, produce quota removed")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -9,6 +10,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from emostream.errors import KafkaClientError, TopicError
 from emostream.kafka.configuration import ClientConfig
+from emostream.kafka.errors import client_error, describe, error_name
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,10 @@ class Admin:
         try:
             desc = self._admin.describe_cluster(request_timeout=self._timeout).result(timeout=self._timeout + 1)
         except KafkaException as exc:
-            raise KafkaClientError(f"cannot reach Kafka at {self._client.bootstrap}: {exc.args[0]}") from exc
+            raise client_error("reach Kafka", exc, bootstrap=self._client.bootstrap) from exc
         except Exception as exc:  # the future's own timeout
             raise KafkaClientError(
-                f"cannot reach Kafka at {self._client.bootstrap} within {self._timeout:.0f}s; "
+                f"could not reach Kafka at {self._client.bootstrap} within {self._timeout:.0f}s; "
                 "is the cluster up ('emostream kafka status')?"
             ) from exc
         controller = desc.controller.id if desc.controller is not None else None
@@ -57,12 +59,17 @@ class Admin:
         return len(self.cluster_info().broker_ids)
 
     def topic_names(self) -> set[str]:
-        """Names of the existing topics."""
+        """Names of the existing topics (those this principal may describe)."""
+        return set(self.partition_counts())
+
+    def partition_counts(self) -> dict[str, int]:
+        """Existing topic → its number of partitions, from one metadata request."""
         try:
             md = self._admin.list_topics(timeout=self._timeout)
         except KafkaException as exc:
-            raise KafkaClientError(f"cannot list topics at {self._client.bootstrap}: {exc.args[0]}") from exc
-        return set(md.topics)
+            raise client_error("list topics", exc, bootstrap=self._client.bootstrap) from exc
+        # A topic created a moment ago may still report LEADER_NOT_AVAILABLE: it exists all the same.
+        return {name: len(t.partitions) for name, t in md.topics.items()}
 
     def create_topic(self, name: str, partitions: int, replication: int, configs: dict[str, str]) -> bool:
         """Create a topic; False when it already exists, TopicError on any other failure."""
@@ -73,10 +80,12 @@ class Admin:
         try:
             fut.result(timeout=self._timeout + 5)
         except KafkaException as exc:
-            err = exc.args[0]
-            if err.name() == "TOPIC_ALREADY_EXISTS":
+            if error_name(exc) == "TOPIC_ALREADY_EXISTS":
                 return False
-            raise TopicError(f"could not create topic '{name}': {err.str()}") from exc
+            raise TopicError(f"could not create topic '{name}': {describe(exc)}") from exc
+        except FutureTimeout as exc:
+            raise TopicError(f"could not create topic '{name}': no answer from {self._client.bootstrap} "
+                             f"within {self._timeout + 5:.0f}s; is the cluster up ('emostream kafka status')?") from exc
         return True
 
     def describe_topic(self, name: str) -> TopicInfo:
@@ -105,5 +114,5 @@ class Admin:
             try:
                 fut.result(timeout=self._timeout + 5)
             except KafkaException as exc:
-                if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
-                    raise TopicError(f"could not delete topic '{name}': {exc.args[0].str()}") from exc
+                if error_name(exc) != "UNKNOWN_TOPIC_OR_PART":
+                    raise TopicError(f"could not delete topic '{name}': {describe(exc)}") from exc

@@ -1,8 +1,14 @@
-"""SCRAM credentials and ACLs over the Kafka admin API (the confluent-kafka side of ``users``)."""
+"""SCRAM credentials and ACLs over the Kafka admin API (the confluent-kafka side of ``users``).
+
+:class:`AclSpec` is the rule as data (what :mod:`emostream.security.roles` computes);
+:class:`SecurityAdmin` applies and reads such rules on a cluster.
+"""
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -18,17 +24,28 @@ from confluent_kafka.admin import (
 )
 
 from emostream.errors import KafkaClientError
-from emostream.kafka.configuration import ClientConfig
-from emostream.security.roles import AclSpec
+from emostream.kafka.configuration import SCRAM_MECHANISM, ClientConfig
+from emostream.kafka.errors import client_error, error_name
 
 SCRAM_ITERATIONS = 8192
+_SCRAM = ScramMechanism[SCRAM_MECHANISM.replace("-", "_")]
+_ADMIN_FIX = "is this the admin's security profile of a running secure cluster?"
+_NOT_FOUND = object()  # what _wait(missing_ok=True) gives for a RESOURCE_NOT_FOUND answer
 
 
-def _error(exc: BaseException) -> str:
-    if isinstance(exc, KafkaException) and exc.args:
-        err = exc.args[0]
-        return err.str() if hasattr(err, "str") else str(err)
-    return str(exc)
+@dataclass(frozen=True)
+class AclSpec:
+    """One ALLOW rule for a principal: resource type, name, pattern, operation (Kafka's names)."""
+
+    resource: str  # TOPIC | GROUP | TRANSACTIONAL_ID | BROKER (the cluster)
+    name: str
+    pattern: str  # LITERAL | PREFIXED
+    operation: str  # READ | WRITE | DESCRIBE | IDEMPOTENT_WRITE | ...
+
+    def __str__(self) -> str:
+        kind = "prefix " if self.pattern == "PREFIXED" else ""
+        resource = "cluster" if self.resource == "BROKER" else self.resource.lower()
+        return f"{self.operation} on {resource} {kind}'{self.name}'"
 
 
 class SecurityAdmin:
@@ -39,31 +56,35 @@ class SecurityAdmin:
         self._timeout = timeout_s
         self._admin = AdminClient(client.librdkafka(**{"socket.timeout.ms": int(timeout_s * 1000)}))
 
-    def _wait(self, what: str, futures: object) -> list[object]:
+    def _wait(self, what: str, futures: object, *, missing_ok: bool = False) -> list[object]:
+        """The futures' results; with ``missing_ok`` a RESOURCE_NOT_FOUND answer gives ``_NOT_FOUND``."""
         items = futures.values() if isinstance(futures, dict) else futures  # type: ignore[union-attr]
-        try:
-            return [f.result(timeout=self._timeout + 5) for f in items]  # type: ignore[union-attr]
-        except Exception as exc:
-            raise KafkaClientError(f"could not {what} at {self._client.bootstrap}: {_error(exc)}; "
-                                   "is this the admin's security profile of a running secure cluster?") from exc
+        results: list[object] = []
+        for fut in items:  # type: ignore[union-attr]
+            try:
+                results.append(fut.result(timeout=self._timeout + 5))
+            except FutureTimeout as exc:
+                raise KafkaClientError(f"could not {what} at {self._client.bootstrap}: no answer within "
+                                       f"{self._timeout + 5:.0f}s; {_ADMIN_FIX}") from exc
+            except Exception as exc:
+                if missing_ok and error_name(exc) == "RESOURCE_NOT_FOUND":
+                    results.append(_NOT_FOUND)
+                    continue
+                raise client_error(what, exc, bootstrap=self._client.bootstrap, fix=_ADMIN_FIX) from exc
+        return results
 
     def upsert_password(self, user: str, password: str) -> None:
         """Create or replace ``user``'s SCRAM-SHA-512 credential."""
-        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+        info = ScramCredentialInfo(_SCRAM, SCRAM_ITERATIONS)
         self._wait(f"set the password of '{user}'", self._admin.alter_user_scram_credentials(
             [UserScramCredentialUpsertion(user, info, password.encode())], request_timeout=self._timeout))
 
     def delete_password(self, user: str) -> bool:
         """Remove ``user``'s SCRAM-SHA-512 credential; False when there was none."""
         futs = self._admin.alter_user_scram_credentials(
-            [UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)], request_timeout=self._timeout)
-        try:
-            self._wait(f"remove the password of '{user}'", futs)
-        except KafkaClientError as exc:
-            if "RESOURCE_NOT_FOUND" in str(exc) or "not found" in str(exc).lower():
-                return False
-            raise
-        return True
+            [UserScramCredentialDeletion(user, _SCRAM)], request_timeout=self._timeout)
+        (result,) = self._wait(f"remove the password of '{user}'", futs, missing_ok=True)
+        return result is not _NOT_FOUND
 
     def scram_users(self) -> list[str]:
         """Names of every user with a SCRAM credential."""

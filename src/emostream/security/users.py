@@ -1,8 +1,11 @@
 """Principals of a secure cluster: SCRAM user, role ACLs, produce quota, client profile.
 
-Runs with the admin's profile. The quota goes through Kafka's own ``ConfigCommand`` (from the
-cached jars) because confluent-kafka has no client-quota admin API; its credentials travel in
-a 0600 properties file removed afterwards, never on the command line.
+Runs with the admin's profile. A device also gets its own results topic
+``emotion.events.<ID>`` and an Ed25519 signing key: the private half goes into its profile, the
+public half into the compacted registry ``emostream.device-keys`` that workers verify
+transcripts against. The quota goes through Kafka's own ``ConfigCommand`` (from the cached jars)
+because confluent-kafka has no client-quota admin API; its credentials travel in a 0600
+properties file removed afterwards, never on the command line.
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from emostream.cluster.config import render_properties
+from emostream.config import DEVICE_KEYS_TOPIC, device_events_topic
 from emostream.errors import KafkaClientError, UsageError
+from emostream.kafka.admin import Admin
+from emostream.kafka.configuration import ClientConfig, read_security_profile
+from emostream.kafka.errors import client_error
+from emostream.kafka.producer import idempotent_producer, produce
+from emostream.kafka.security import AclSpec, SecurityAdmin
 from emostream.security.ca import write_private
-from emostream.security.profile import client_profile, java_client_properties, read_profile
-from emostream.security.roles import EDGE_GROUP_PREFIX, AclSpec, check_user_id, principal, role_acls
+from emostream.security.profile import client_profile, java_client_properties
+from emostream.security.roles import check_user_id, edge_group, principal, role_acls
+from emostream.signing import KeyRecord, generate_key
+from emostream.topics import ensure_device_topic, ensure_key_registry
 
 DEFAULT_DEVICE_PRODUCE_RATE = 1024 * 1024  # bytes/s: far above speech transcripts, far below a flood
+KEY_WRITE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -36,51 +48,120 @@ class UserInfo:
         return {"name": self.name, "has_password": self.has_password, "acls": [str(a) for a in self.acls]}
 
 
-def _security_admin(admin_profile: Path, bootstrap: str | None = None):
-    from emostream.kafka.configuration import ClientConfig
-    from emostream.kafka.security import SecurityAdmin
+@dataclass(frozen=True)
+class AddedUser:
+    """What ``add_user`` did: the client profile (a secret) and, for a device, its topic and public key."""
 
-    return SecurityAdmin(ClientConfig.resolve(bootstrap, str(admin_profile)))
+    profile: dict[str, str]
+    role: str
+    results_topic: str | None = None
+    public_key: str | None = None  # base64 Ed25519, as registered; not a secret
+
+
+@dataclass(frozen=True)
+class RemovedUser:
+    """What ``remove_user`` did."""
+
+    had_password: bool
+    acls_deleted: int
+    was_device: bool
+    results_topic_deleted: str | None = None
+
+
+class _Cluster:
+    """The admin's connections for one command: ACLs/credentials, topics, and its client settings."""
+
+    def __init__(self, admin_profile: Path, bootstrap: str | None) -> None:
+        self.client = ClientConfig.resolve(bootstrap, str(admin_profile))
+        self.security = SecurityAdmin(self.client)
+        self.topics = Admin(self.client)
+
+    def was_device(self, user: str) -> bool:
+        """Whether ``user`` holds a device's group ACL now (devices are the only role with one)."""
+        group = edge_group(user)
+        return any(s.resource == "GROUP" and s.name == group for _, s in self.security.acls(principal(user)))
 
 
 def add_user(admin_profile: Path, user: str, role: str, password: str | None = None,
              produce_rate: int | None = None, cert_file: str | None = None, key_file: str | None = None,
-             bootstrap: str | None = None) -> dict[str, Any]:
-    """Create or update ``user`` with ``role``'s ACLs (and a produce quota for devices); its client profile.
+             bootstrap: str | None = None) -> AddedUser:
+    """Create or update ``user`` with ``role``'s ACLs; a device also gets a quota, results topic and signing key.
 
-    Adding an existing user again sets the new password (a rotation) and re-grants the role.
+    Adding an existing user again sets the new password and, for a device, a new signing key (a
+    rotation: the old profile stops working) and re-grants the role. A user that was a device
+    and now gets another role loses its registered key and results topic, as on removal.
     ``bootstrap`` overrides the admin profile's, for the admin connection and the new profile.
     """
     check_user_id(user)
     specs = role_acls(role, user)  # validates the role before anything changes
     if produce_rate is not None and produce_rate <= 0:
         raise UsageError(f"--produce-rate must be a positive number of bytes/s, got {produce_rate}")
-    admin_data = read_profile(admin_profile)
+    admin_data = read_security_profile(admin_profile)
     password = password or secrets.token_urlsafe(24)
-    admin = _security_admin(admin_profile, bootstrap)
-    admin.upsert_password(user, password)
-    admin.delete_acls(principal(user))  # a changed role must not keep the old role's rights
-    admin.create_acls(principal(user), specs)
+    cluster = _Cluster(admin_profile, bootstrap)
+    was_device = role != "device" and cluster.was_device(user)
+    cluster.security.upsert_password(user, password)
+    cluster.security.delete_acls(principal(user))  # a changed role must not keep the old role's rights
+    cluster.security.create_acls(principal(user), specs)
+    results_topic = public_key = signing_key = None
     if role == "device":
+        live = cluster.topics.live_brokers()
+        ensure_device_topic(cluster.topics, user, live)
+        ensure_key_registry(cluster.topics, live)
+        signing_key, public_key = generate_key()
+        write_key_record(cluster.client, KeyRecord(user, public_key))
+        results_topic = device_events_topic(user)
         set_produce_quota(admin_profile, user, produce_rate or DEFAULT_DEVICE_PRODUCE_RATE, bootstrap)
-    return client_profile(bootstrap or str(admin_data["bootstrap"]), user, password, str(admin_data["ca_file"]), cert_file, key_file)
+    elif was_device:
+        _forget_device(cluster, admin_profile, user, bootstrap)
+    profile = client_profile(bootstrap or admin_data["bootstrap"], user, password, admin_data["ca_file"],
+                             cert_file, key_file, signing_key)
+    return AddedUser(profile, role, results_topic, public_key)
 
 
-def remove_user(admin_profile: Path, user: str, bootstrap: str | None = None) -> tuple[bool, int]:
-    """Remove ``user``'s credential, ACLs and quota: (had a credential, ACLs deleted)."""
-    admin = _security_admin(admin_profile, bootstrap)
-    # Only devices get a quota; their group ACL says so without a JVM start to ask the brokers.
-    device = any(spec.resource == "GROUP" and spec.name.startswith(EDGE_GROUP_PREFIX) for _, spec in admin.acls(principal(user)))
-    had = admin.delete_password(user)
-    deleted = admin.delete_acls(principal(user))
-    if device:
-        set_produce_quota(admin_profile, user, None, bootstrap)
-    return had, deleted
+def remove_user(admin_profile: Path, user: str, bootstrap: str | None = None) -> RemovedUser:
+    """Remove ``user``'s credential and ACLs; for a device also its quota, registered key and results topic.
+
+    The results topic is deleted, not kept: a device added later under the same id must not
+    read what was computed for the one removed.
+    """
+    check_user_id(user)  # also refuses 'admin': removing it would lock the cluster's owner out
+    cluster = _Cluster(admin_profile, bootstrap)
+    device = cluster.was_device(user) or device_events_topic(user) in cluster.topics.topic_names()
+    had = cluster.security.delete_password(user)
+    deleted = cluster.security.delete_acls(principal(user))
+    topic = _forget_device(cluster, admin_profile, user, bootstrap) if device else None
+    return RemovedUser(had, deleted, device, topic)
+
+
+def _forget_device(cluster: _Cluster, admin_profile: Path, user: str, bootstrap: str | None) -> str:
+    """Tombstone the device's key, delete its results topic and its quota; the topic's name."""
+    ensure_key_registry(cluster.topics)
+    write_key_record(cluster.client, KeyRecord(user, None))  # first: its signatures stop verifying
+    topic = device_events_topic(user)
+    cluster.topics.delete_topics([topic])
+    set_produce_quota(admin_profile, user, None, bootstrap)
+    return topic
+
+
+def write_key_record(client: ClientConfig, record: KeyRecord, timeout_s: float = KEY_WRITE_TIMEOUT_S) -> None:
+    """Write one registry record (a device's public key, or its tombstone) and wait until it is stored."""
+    failures: list[object] = []
+    producer = idempotent_producer(client, **{"message.timeout.ms": int(timeout_s * 1000)})
+    key, value = record.encode()
+    produce(producer, DEVICE_KEYS_TOPIC, value, key, on_delivery=lambda err, _msg: err and failures.append(err))
+    left = producer.flush(timeout_s + 5)
+    what = f"{'register' if record.public_b64 else 'remove'} the key of '{record.device_id}' in {DEVICE_KEYS_TOPIC}"
+    fix = "run the same 'emostream users' command again"
+    if failures:
+        raise client_error(what, failures[0], bootstrap=client.bootstrap, fix=fix)  # type: ignore[arg-type]
+    if left:
+        raise KafkaClientError(f"could not {what} at {client.bootstrap}: not stored within {timeout_s:.0f}s; {fix}")
 
 
 def list_users(admin_profile: Path, bootstrap: str | None = None) -> list[UserInfo]:
     """Every user with a credential or an ACL."""
-    admin = _security_admin(admin_profile, bootstrap)
+    admin = SecurityAdmin(ClientConfig.resolve(bootstrap, str(admin_profile)))
     names = set(admin.scram_users())
     by_user: dict[str, list[AclSpec]] = {}
     for who, spec in admin.acls():
@@ -101,7 +182,7 @@ def set_produce_quota(admin_profile: Path, user: str, rate: int | None, bootstra
     from emostream.cluster import fetch
     from emostream.config import cache_dir
 
-    data = read_profile(admin_profile)
+    data = read_security_profile(admin_profile)
     props = java_client_properties(data)
     tmp = Path(admin_profile).parent / f".quota-{os.getpid()}-{secrets.token_hex(4)}.properties"
     write_private(tmp, render_properties(props).encode())
