@@ -74,8 +74,8 @@ def test_rows_written_behind_the_spools_back_read_valid_or_name_the_bad_row(rows
         db = sqlite3.connect(s.path)
         seqs = []
         for r in rows:
-            # Column NOT NULL constraints hold even in an edited file; everything else may be anything.
-            r = tuple(b"" if v is None else v for v in r)
+            # Column NOT NULL constraints hold even in an edited file (SQLite stores NaN as NULL).
+            r = tuple(b"" if v is None or v != v else v for v in r)
             seqs.append(db.execute("INSERT INTO spool(device, topic, key, value, utterance_id, created) "
                                    "VALUES (?, ?, ?, ?, ?, ?)", r).lastrowid)
         db.commit()

@@ -22,7 +22,8 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,34 +290,26 @@ class Spool:
                 else:
                     time.sleep(0.05)
         now = time.time()
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                overflow = self._count + len(rows) - self.max_records
-                if self.policy == "drop-oldest" and overflow > 0:
-                    cur = self._db.execute(
-                        "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (overflow,)
-                    )
-                    self.dropped += cur.rowcount
-                    self._count -= cur.rowcount
-                    self._db.execute(
-                        "INSERT INTO counters(name, value) VALUES('dropped', ?) "
-                        "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                        (cur.rowcount,),
-                    )
-                first = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()[0]
-                # AUTOINCREMENT may skip past deleted seqs; read the seqs back instead of assuming them.
-                self._db.executemany(
-                    "INSERT INTO spool(device, topic, key, value, utterance_id, created) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(d, t, k, v, u, now) for d, t, k, v, u in rows],
+        with self._transaction():
+            overflow = self._count + len(rows) - self.max_records
+            if self.policy == "drop-oldest" and overflow > 0:
+                cur = self._db.execute(
+                    "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)", (overflow,)
                 )
-                seqs = [r[0] for r in self._db.execute("SELECT seq FROM spool WHERE seq > ? ORDER BY seq", (first,))]
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise self._translate(exc) from None
+                self.dropped += cur.rowcount
+                self._count -= cur.rowcount
+                self._db.execute(
+                    "INSERT INTO counters(name, value) VALUES('dropped', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    (cur.rowcount,),
+                )
+            first = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM spool").fetchone()[0]
+            # AUTOINCREMENT may skip past deleted seqs; read the seqs back instead of assuming them.
+            self._db.executemany(
+                "INSERT INTO spool(device, topic, key, value, utterance_id, created) VALUES (?, ?, ?, ?, ?, ?)",
+                [(d, t, k, v, u, now) for d, t, k, v, u in rows],
+            )
+            seqs = [r[0] for r in self._db.execute("SELECT seq FROM spool WHERE seq > ? ORDER BY seq", (first,))]
         self._count += len(rows)
         return seqs
 
@@ -325,18 +318,10 @@ class Spool:
         batch = [(s,) for s in seqs]
         if not batch:
             return 0
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             before = self._db.total_changes
             self._db.executemany("DELETE FROM spool WHERE seq = ?", batch)
             removed = self._db.total_changes - before
-            self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            try:
-                self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise self._translate(exc) from None
         self._count = max(0, self._count - removed)
         return removed
 
@@ -345,23 +330,15 @@ class Spool:
         batch = [(seq, reason, time.time(), seq) for seq, reason in rejections]
         if not batch:
             return 0
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO rejected(seq, device, topic, key, value, utterance_id, error, rejected_at) "
-                    "SELECT seq, device, topic, key, value, utterance_id, ?, ? FROM spool WHERE seq = ?",
-                    [(reason[:2000], at, seq) for seq, reason, at, _ in batch],
-                )
-                moved = self._db.total_changes - before
-                self._db.executemany("DELETE FROM spool WHERE seq = ?", [(seq,) for seq, *_ in batch])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise self._translate(exc) from None
+        with self._transaction():
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR REPLACE INTO rejected(seq, device, topic, key, value, utterance_id, error, rejected_at) "
+                "SELECT seq, device, topic, key, value, utterance_id, ?, ? FROM spool WHERE seq = ?",
+                [(reason[:2000], at, seq) for seq, reason, at, _ in batch],
+            )
+            moved = self._db.total_changes - before
+            self._db.executemany("DELETE FROM spool WHERE seq = ?", [(seq,) for seq, *_ in batch])
         self._count = max(0, self._count - moved)
         return moved
 
@@ -448,6 +425,23 @@ class Spool:
     def rejected_count(self) -> int:
         """Rows moved to ``rejected`` so far."""
         return self._query_one("SELECT COUNT(*) FROM rejected")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error; SQLite errors become SpoolErrors."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from None
 
     def _query_one(self, sql: str) -> int:
         try:
