@@ -45,7 +45,7 @@ MAX_EVENT_BYTES = 1024 * 1024
 
 
 class InvalidEvent(ValueError):
-    """A record that is not a usable transcript; ``error_type`` names why, for the DLQ header."""
+    """A record that is not a usable transcript or event; ``error_type`` names why (the DLQ header)."""
 
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
