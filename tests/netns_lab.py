@@ -10,6 +10,9 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
+
+NETNS_ETC = Path("/etc/netns")  # 'ip netns exec NS' bind-mounts /etc/netns/NS/* over /etc/*
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -55,8 +58,20 @@ class NetnsLab:
         """Address of host ``i``."""
         return f"10.213.{self.subnet}.{10 + i}"
 
+    def host_name(self, i: int) -> str:
+        """Name of host ``i`` in every host's /etc/hosts."""
+        return f"kafka-{i}"
+
+    def _write_hosts_file(self, ns: str) -> None:
+        # A SASL login makes the broker look up its own listen address; without an answer in
+        # /etc/hosts that waits for a DNS server the lab cannot reach (10 s, longer than a client waits).
+        folder = NETNS_ETC / ns
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", *(f"{self.ip(i)} {self.host_name(i)}" for i in range(self.hosts))]
+        (folder / "hosts").write_text("\n".join(lines) + "\n")
+
     def open(self) -> "NetnsLab":
-        """Create the bridge and the hosts."""
+        """Create the bridge and the hosts (each with an /etc/hosts naming all of them)."""
         _ip("link", "add", self.bridge, "type", "bridge")
         self._made.append("bridge")
         _ip("addr", "add", f"10.213.{self.subnet}.1/24", "dev", self.bridge)
@@ -65,6 +80,7 @@ class NetnsLab:
             ns = self.ns(i)
             _ip("netns", "add", ns)
             self._made.append(ns)
+            self._write_hosts_file(ns)
             _ip("link", "add", self.veth(i), "type", "veth", "peer", "name", "eth0", "netns", ns)
             _ip("link", "set", self.veth(i), "master", self.bridge)
             _ip("link", "set", self.veth(i), "up")
@@ -91,4 +107,5 @@ class NetnsLab:
         for i in range(self.hosts):
             _ip("link", "del", self.veth(i), check=False)
             _ip("netns", "del", self.ns(i), check=False)
+            shutil.rmtree(NETNS_ETC / self.ns(i), ignore_errors=True)
         _ip("link", "del", self.bridge, check=False)

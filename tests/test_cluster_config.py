@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,59 @@ def test_plan_topic_rejects_bad_names(name: str) -> None:
 )
 def test_parse_java_version(text: str, major: int | None) -> None:
     assert parse_java_version(text) == major
+
+
+def _host(tmp_path: Path, secure: bool) -> tuple[dict[str, str], str]:
+    from emostream.cluster.hostconfig import HostOptions, write_host_config
+
+    options = HostOptions(1, "0@10.0.0.1:9192,1@10.0.0.2:9192,2@10.0.0.3:9192", "10.0.0.2", "A" * 22, listen="10.0.0.2",
+                          install_dir="/etc/ek", secure=secure, reauth_s=30, admin_password="pw-xyz" if secure else None)
+    bundle = write_host_config(tmp_path / ("s" if secure else "p"), options)
+    props = dict(line.split("=", 1) for line in bundle.properties.read_text().splitlines() if not line.startswith("#"))
+    return props, bundle.format_script.read_text()
+
+
+def test_secure_host_config_is_the_single_host_secure_config_with_host_files(tmp_path: Path) -> None:
+    from emostream.cluster.config import secure_node, secure_properties
+
+    props, script = _host(tmp_path, secure=True)
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL"
+    assert props["listeners"] == "CLIENT://10.0.0.2:9092,INTERNAL://10.0.0.2:9292,CONTROLLER://10.0.0.2:9192"
+    assert props["ssl.keystore.location"] == "/etc/ek/broker.pem" and props["ssl.truststore.location"] == "/etc/ek/ca.crt"
+    assert props["listener.name.client.scram-sha-512.connections.max.reauth.ms"] == "30000"
+    # Every secure key is the one 'kafka up --secure' writes: one generator, not a second template.
+    local = secure_node(local_nodes(1, Path("/d"), 9092)[0])
+    assert set(secure_properties(local, "/k", "/t")) <= set(props)
+    assert not any("pw-xyz" in v for v in props.values()) and "pw-xyz" not in script
+    assert "@/etc/ek/format-scram.args" in script and "rm -f /etc/ek/format-scram.args" in script
+    args = tmp_path / "s" / "format-scram.args"
+    assert args.read_text() == "--add-scram\nSCRAM-SHA-512=[name=admin,password=pw-xyz]\n"
+    assert args.stat().st_mode & 0o777 == 0o600
+    plain, plain_script = _host(tmp_path, secure=False)
+    assert plain["listener.security.protocol.map"] == "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert not any(k.startswith("ssl.") for k in plain) and "scram" not in plain_script
+    assert not (tmp_path / "p" / "format-scram.args").exists()
+
+
+def test_secure_host_config_needs_the_ca_and_makes_one_admin_profile(tmp_path: Path) -> None:
+    from emostream.cluster.hostconfig import HostOptions, with_admin_credential
+    from emostream.cluster.material import SecurityFiles, init_ca
+
+    files = SecurityFiles.of_cluster(tmp_path / "ops")
+    options = HostOptions(0, "0@10.0.0.1:9192,1@10.0.0.2:9192", "10.0.0.1", "A" * 22)
+    with pytest.raises(UsageError, match="certs init"):
+        with_admin_credential(options, files)
+    init_ca(files)
+    first = with_admin_credential(options, files)
+    again = with_admin_credential(replace(options, node_id=1, advertise="10.0.0.2"), files)
+    assert first.secure and first.admin_password and first.admin_password == again.admin_password
+    assert "pw" not in repr(first) and first.admin_password not in repr(first)
+    assert json.loads(files.admin_profile.read_text())["bootstrap"] == "10.0.0.1:9092,10.0.0.2:9092"
+
+
+@pytest.mark.parametrize("bad", [0, -5])
+def test_reauth_must_be_positive(bad: int) -> None:
+    from emostream.cluster.config import secure_node, secure_properties
+
+    with pytest.raises(UsageError, match="--reauth-s"):
+        secure_properties(secure_node(local_nodes(1, Path("/d"), 9092)[0]), "/k", "/t", bad)

@@ -3,10 +3,13 @@
 Each broker runs in its own namespace ("host") with its own IP, joined by a bridge; the worker
 runs in a fourth. The tests cut a host off the network and kill the leader's host while the
 pipeline runs, then check that nothing was lost, nothing duplicated and per-device order held.
+One more cluster is built with ``kafka config --secure`` and per-host certificates from
+``certs issue --host``: clients reach it only over SASL_SSL, its nodes talk over mTLS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -50,10 +53,18 @@ class LabCluster:
     lab: NetnsLab
     root: Path
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
+    admin_profile: Path | None = None  # secure clusters: how the tests get in
 
     @property
     def bootstrap(self) -> str:
         return ",".join(f"{self.lab.ip(i)}:9092" for i in range(BROKERS))
+
+    @property
+    def client(self) -> ClientConfig:
+        """The admin's way in: plaintext, or the admin profile of a secure cluster."""
+        if self.admin_profile is None:
+            return ClientConfig(self.bootstrap)
+        return ClientConfig.resolve(self.bootstrap, str(self.admin_profile))
 
     def exec_start(self, i: int) -> list[str]:
         """The broker command exactly as the generated systemd unit runs it."""
@@ -72,7 +83,7 @@ class LabCluster:
         proc.wait(30)
 
     def wait_brokers(self, n: int, timeout_s: float = 120) -> None:
-        admin = Admin(ClientConfig(self.bootstrap), timeout_s=3)
+        admin = Admin(self.client, timeout_s=3)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -94,10 +105,15 @@ class LabCluster:
                 proc.wait()
 
 
-@pytest.fixture(scope="module")
-def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+def _emostream(*args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "emostream", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@contextlib.contextmanager
+def _lab(root: Path, secure: bool = False) -> Iterator[LabCluster]:
+    """Three hosts configured by 'kafka config' alone (and, secure, 'certs init' / 'certs issue --host')."""
     fetch.ensure_kafka(cache_dir())
-    root = tmp_path_factory.mktemp("hosts")
     lab = NetnsLab(BROKERS + 1).open()
     cluster = LabCluster(lab, root)
     try:
@@ -105,18 +121,22 @@ def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster
         controllers = ",".join(f"{i}@{lab.ip(i)}:9192" for i in range(BROKERS))
         java = shutil.which("java") or "java"
         lib = fetch.classpath(cache_dir())[:-2]
+        ops = root / "ops"  # the operator's machine: the CA and the admin profile
+        secure_args = ["--secure", "--dir", str(ops)] if secure else []
+        if secure:
+            _emostream("certs", "init", "--dir", str(ops))
+            cluster.admin_profile = ops / "security" / "admin.json"
         for i in range(BROKERS):
             host = root / f"h{i}"
-            gen = subprocess.run(
-                [sys.executable, "-m", "emostream", "kafka", "config", "--node-id", str(i), "--controllers", controllers,
-                 "--advertise", lab.ip(i), "--listen", lab.ip(i), "--cluster-id", cluster_id, "--out", str(host),
-                 "--data-dir", str(host / "data"), "--install-dir", str(host), "--kafka-lib", lib, "--java", java,
-                 "--heap-mb", "384", "--user", "root"],
-                capture_output=True, text=True, timeout=60,
-            )
-            assert gen.returncode == 0, gen.stderr
+            if secure:  # each host's own certificate, for the address the others and the clients use
+                _emostream("certs", "issue", "--host", lab.host_name(i), "--ip", lab.ip(i), "--dir", str(ops), "--out", str(host))
+            _emostream("kafka", "config", "--node-id", str(i), "--controllers", controllers,
+                       "--advertise", lab.ip(i), "--listen", lab.ip(i), f"--cluster-id={cluster_id}", "--out", str(host),
+                       "--data-dir", str(host / "data"), "--install-dir", str(host), "--kafka-lib", lib, "--java", java,
+                       "--heap-mb", "384", "--user", "root", *secure_args)
             fmt = subprocess.run(["sh", str(host / "format-storage.sh")], capture_output=True, text=True, timeout=120)
             assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+            assert not (host / "format-scram.args").exists()  # the admin credential file goes after use
         for i in range(BROKERS):
             cluster.start_broker(i)
         cluster.wait_brokers(BROKERS)
@@ -124,6 +144,56 @@ def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster
     finally:
         cluster.stop()
         lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    with _lab(tmp_path_factory.mktemp("hosts")) as cluster:
+        yield cluster
+
+
+def test_secure_hosts_serve_clients_over_sasl_ssl_only(tmp_path: Path) -> None:
+    """Runs first and alone: its three JVMs are gone before the plaintext cluster's start."""
+    from confluent_kafka import KafkaException, Producer
+
+    from emostream.security.users import add_user
+
+    started = time.monotonic()
+    with _lab(tmp_path / "hosts", secure=True) as cluster:
+        assert cluster.admin_profile is not None
+        admin = Admin(cluster.client)
+        topic = "stt.transcripts"
+        create_topic(admin, plan_topic(topic, BROKERS, partitions=3))
+        worker_profile = tmp_path / "worker.json"
+        add_user(cluster.admin_profile, "worker-1", "worker", password="worker-password-0123456789")
+        worker_profile.write_text(json.dumps({**json.loads(cluster.admin_profile.read_text()), "username": "worker-1",
+                                              "password": "worker-password-0123456789"}))
+        items = _transcripts(2000, devices=20)
+        producer = idempotent_producer(cluster.client)
+        for t in items:
+            producer.produce(topic, key=t.device_id.encode(), value=t.encode())
+            producer.poll(0)
+        assert producer.flush(60) == 0
+        # The worker role reads transcripts through SASL_SSL, from every host's partitions.
+        consumer = committed_consumer(ClientConfig.resolve(None, str(worker_profile)), "emostream-worker-lab")
+        consumer.subscribe([topic])
+        got: list[dict] = []
+        deadline = time.monotonic() + 60
+        try:
+            while len(got) < len(items) and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    got.append(json.loads(msg.value()))
+        finally:
+            consumer.close()
+        lost, dup = _check_exactly_once(items, got)
+        assert (lost, dup) == (0, 0), (lost, dup)
+        # Every copy is in sync: the hosts replicate to each other over mTLS with their own certificates.
+        assert all(len(isr) == BROKERS for _, _, isr in admin.partitions_of(topic).values())
+        # Plain TCP to the hosts' client ports gets nothing.
+        with pytest.raises(KafkaException):
+            Producer({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=4)
+    print(json.dumps({"secure_multihost_records": len(items), "seconds": round(time.monotonic() - started, 1)}))
 
 
 def _transcripts(n: int, devices: int) -> list[Transcript]:
