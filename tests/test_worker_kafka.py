@@ -31,6 +31,7 @@ from tests.worker_helpers import (
     read_all,
     start_worker,
     stop,
+    Workers,
 )
 
 pytestmark = pytest.mark.kafka
@@ -41,26 +42,6 @@ DEVICES = 50
 
 def _report(name: str, **facts: object) -> None:
     print(f"\n[worker-eos] {name}: {json.dumps(facts)}", flush=True)
-
-
-class Workers:
-    """Worker subprocesses of one test; every one is killed at the end whatever happens."""
-
-    def __init__(self, bootstrap: str, src: str, out: str, group: str, log: Path, model: str | None) -> None:
-        self.args = (bootstrap, src, out, group)
-        self.log, self.model = log, model
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, instance: str, *extra: str) -> subprocess.Popen:
-        p = start_worker(*self.args, instance, self.log, self.model, *extra)
-        self.procs.append(p)
-        return p
-
-    def cleanup(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
 
 
 def _paced_producer(bootstrap: str, src: str, seconds: float) -> tuple[threading.Thread, dict]:
@@ -216,7 +197,7 @@ def test_plain_text_from_the_kafka_console_producer_is_classified(bootstrap: str
         assert stop(p) == 0
     finally:
         workers.cleanup()
-    assert [(e["device_id"], e["utterance_id"]) for e in events] == [("pi-java", f"{src}-0-0"), ("pi-java", f"{src}-0-1")]
+    assert [(e["device_id"], e["utterance_id"]) for e in events] == [("pi-java", f"@{src}-0-0"), ("pi-java", f"@{src}-0-1")]
     assert events[0]["text"] == "I am so happy this finally works"
     assert all(e["label"] in e["scores"] for e in events)
     _report("console producer", events=[(e["utterance_id"], e["label"]) for e in events], model=events[0]["model"])

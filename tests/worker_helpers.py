@@ -15,7 +15,7 @@ from emostream.events import Transcript, format_ts
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
-from emostream.kafka.producer import idempotent_producer
+from emostream.kafka.producer import idempotent_producer, produce
 from emostream.model.base import Prediction
 from emostream.model.labels import CLASSES
 from emostream.topics import create_topic, plan_topic
@@ -79,6 +79,10 @@ def make_topics(bootstrap: str, base: str, partitions: int = 6, replication: int
     names = (f"{base}.src", f"{base}.out", f"{base}.src.dlq")
     for name in names:
         create_topic(admin, plan_topic(name, live, partitions, min(replication, live)))
+    # The worker's dedupe changelog: one partition per source partition, compacted (see topics ensure).
+    changelog = plan_topic(f"{base}.src.dedupe", live, partitions, min(replication, live))
+    changelog.configs.update({"cleanup.policy": "compact,delete", "retention.ms": str(24 * 3600 * 1000)})
+    create_topic(admin, changelog)
     return names
 
 
@@ -101,12 +105,7 @@ def produce_transcripts(
             text=f"utterance {seq} I am so {words[i % len(words)]} about this",
             ended_at=format_ts(time.time()),
         )
-        while True:
-            try:
-                p.produce(topic, t.encode(), dev.encode())
-                break
-            except BufferError:
-                p.poll(0.1)
+        produce(p, topic, t.encode(), dev.encode())
         p.poll(0)
         if seconds and i % 100 == 99:
             ahead = start + seconds * (i + 1) / n - time.monotonic()
@@ -202,3 +201,23 @@ def check_device_order(msgs: list) -> None:
         dev = e["device_id"]
         assert seq > last.get(dev, -1), f"{dev}: utterance {seq} after {last[dev]}"
         last[dev] = seq
+
+
+class Workers:
+    """Worker subprocesses of one test; every one is killed at the end whatever happens."""
+
+    def __init__(self, bootstrap: str, src: str, out: str, group: str, log: Path, model: str | None) -> None:
+        self.args = (bootstrap, src, out, group)
+        self.log, self.model = log, model
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, instance: str, *extra: str) -> subprocess.Popen:
+        p = start_worker(*self.args, instance, self.log, self.model, *extra)
+        self.procs.append(p)
+        return p
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)

@@ -44,16 +44,16 @@ def reader_consumer(client: ClientConfig, **extra: Any) -> Consumer:
 
 
 def committed_lag(consumer: Consumer, committed: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
-    """Lag per assigned partition from *committed* offsets: the cached high watermark minus what
-    the group committed (what a restart would resume from), not minus the in-memory position —
-    a partition stuck on a record it cannot get past shows its true, growing lag."""
+    """Lag per assigned partition from *committed* offsets: the cached high watermark (from the
+    last fetch, no broker round trip) minus what the group committed (what a restart would resume
+    from), not minus the in-memory position — a partition stuck on a record it cannot get past
+    shows its true, growing lag. A partition not fetched yet reports no lag."""
     out: dict[tuple[str, int], int] = {}
     for tp in consumer.assignment():
-        _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        low, high = consumer.get_watermark_offsets(tp, cached=True)
         if high < 0:
             continue
-        done = committed.get((tp.topic, tp.partition))
-        if done is None:
-            continue
+        # Nothing committed yet: the group starts from the earliest record (auto.offset.reset).
+        done = committed.get((tp.topic, tp.partition), max(low, 0))
         out[(tp.topic, tp.partition)] = max(0, high - done)
     return out

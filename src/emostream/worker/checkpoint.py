@@ -126,6 +126,10 @@ class Checkpoint:
         out = []
         for tp in self._consumer.position(tps):
             want = self._offsets[(tp.topic, tp.partition)] + 1
+            if tp.offset < 0:
+                # No position yet after a seek past an unreadable record: the next offset to read
+                # is the one after the last record this batch processed.
+                tp = TopicPartition(tp.topic, tp.partition, want)
             # The position may be past the last record (transaction markers are skipped), never before.
             if tp.offset < want:
                 raise InvalidOffset(f"consumer position {tp.offset} of {tp.topic}[{tp.partition}] is before the processed {want}")

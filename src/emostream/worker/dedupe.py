@@ -22,8 +22,9 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from emostream.events import DERIVED_ID_PREFIX
+
 DEFAULT_CAPACITY = 10_000
-DERIVED_ID_PREFIX = "@"
 
 PartitionKey = tuple[str, int]
 

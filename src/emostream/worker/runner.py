@@ -133,6 +133,10 @@ class Worker:
         # Stall detection: per partition, the committed offset and since when it has not moved.
         self._progress: dict[tuple[str, int], tuple[int, float]] = {}
         self._stalled: set[tuple[str, int]] = set()
+        self._txn_since = 0.0
+        self._txn_partitions: set[tuple[str, int]] = set()
+        # Read at scrape time, so a loop blocked inside a commit still shows its stall.
+        self.metrics.stalled.set_function(lambda: len(self.stalled_partitions()))
         self._pending: list[Record] = []
         self._in_txn = False
         self._stop = threading.Event()
@@ -210,7 +214,15 @@ class Worker:
 
     def healthy(self) -> bool:
         """True while the loop runs, has polled recently and no partition is stalled."""
-        return self._running and time.monotonic() - self._last_poll < HEALTH_STALE_S and not self._stalled
+        return self._running and time.monotonic() - self._last_poll < HEALTH_STALE_S and not self.stalled_partitions()
+
+    def stalled_partitions(self) -> set[tuple[str, int]]:
+        """Partitions with records waiting and no commit for ``stall_after_s``: those the lag check
+        found, plus those of a transaction open that long (the loop is stuck inside it)."""
+        stuck = set(self._stalled)
+        if self._in_txn and time.monotonic() - self._txn_since >= self.settings.stall_after_s:
+            stuck |= self._txn_partitions
+        return stuck
 
     def run(self) -> None:
         """Start (unless started) and loop until stop(); always closes the clients."""
@@ -273,7 +285,6 @@ class Worker:
             self._progress.pop(tp, None)
             self._stalled.discard(tp)
             self.metrics.forget_partition(*tp)
-        self.metrics.stalled.set(len(self._stalled))
         log.info("revoked %s (dropped %d polled, unprocessed records)", _names(partitions), before - len(self._pending))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -305,9 +316,10 @@ class Worker:
             for m in msgs:
                 err = m.error()
                 if err is not None:
-                    unreadable = self._unreadable(m, err)
-                    if unreadable is not None:
-                        self._pending.append(unreadable)
+                    if err.code() in UNREADABLE_CODES:
+                        unreadable = self._unreadable(m, err)
+                        if unreadable is not None:
+                            self._pending.append(unreadable)
                     else:
                         self._consumer_error(err)
                     continue
@@ -324,7 +336,8 @@ class Worker:
     def _unreadable(self, msg: Any, err: Any) -> Record | None:
         """A record the consumer cannot read (it would fail on every fetch, stalling its partition):
         a Record that process_batch dead-letters by coordinates; the consumer skips past it."""
-        if err.code() not in UNREADABLE_CODES or msg.topic() is None or msg.partition() is None:
+        if msg.topic() is None or msg.partition() is None:
+            self._consumer_error(err)
             return None
         offset = msg.offset()
         if offset is None or offset < 0:
@@ -348,6 +361,8 @@ class Worker:
     def _process(self, batch: list[Record]) -> None:
         s = self.settings
         cp = Checkpoint(self._producer, self._consumer, self._recent, self._committed)
+        self._txn_since = time.monotonic()
+        self._txn_partitions = {(r.topic, r.partition) for r in batch}
         self._in_txn = True
         try:
             cp.begin()
@@ -468,7 +483,6 @@ class Worker:
             elif now - last[1] >= self.settings.stall_after_s and tp not in self._stalled:
                 self._stalled.add(tp)
                 log.error("%s[%d] is stalled: %d record(s) waiting, no commit for %.0fs", tp[0], tp[1], lag, now - last[1])
-        self.metrics.stalled.set(len(self._stalled))
 
 
 def _names(partitions: list[Any]) -> str:
