@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := test,edge,dashboard
+EXTRAS := test,edge
 
 .PHONY: install kafka sysdeps demo test clean
 
