@@ -75,8 +75,32 @@ class ClientConfig:
         if path is None:
             return cls(bootstrap=bootstrap or resolve_bootstrap(None))
         profile = read_security_profile(path)
+        security = librdkafka_security(profile)
+        check_librdkafka(security)
         return cls(bootstrap=bootstrap or profile.get("bootstrap") or resolve_bootstrap(None),
-                   security=librdkafka_security(profile), signing_key=profile.get("signing_key"))
+                   security=security, signing_key=profile.get("signing_key"))
+
+
+# librdkafka before 2.6.1 sends SCRAM client-final messages that Kafka 4.x brokers reject as
+# "invalid credentials" (librdkafka#4895); the message alone would send a user hunting for a typo.
+MIN_SASL_LIBRDKAFKA = (2, 6, 1)
+
+
+def check_librdkafka(security: dict[str, str], linked: str | None = None) -> None:
+    """ConfigError when ``security`` logs in with SASL and the linked librdkafka is older than 2.6.1."""
+    protocol = security.get("security.protocol", "").upper()
+    if not protocol.startswith("SASL") and "sasl.mechanisms" not in security:
+        return
+    if linked is None:
+        import confluent_kafka  # here, not at the top: reading a profile needs no Kafka client
+
+        linked = confluent_kafka.libversion()[0]
+    parts = tuple(int(p) if p.isdigit() else 0 for p in linked.split("-")[0].split(".")[:3])
+    if parts < MIN_SASL_LIBRDKAFKA:
+        need = ".".join(map(str, MIN_SASL_LIBRDKAFKA))
+        raise ConfigError(f"this Python links librdkafka {linked}, which cannot log in to a SASL (SCRAM) cluster "
+                          f"running Kafka 4.x; it needs {need} or newer: pip install 'confluent-kafka>={need}' "
+                          "in a virtualenv (python3-confluent-kafka from apt links an older librdkafka)")
 
 
 def security_profile_path(flag: str | os.PathLike[str] | None = None) -> Path | None:
