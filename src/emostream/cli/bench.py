@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     targets = bench.add_subparsers(dest="target", metavar="TARGET")
     targets.required = True
 
-    model = targets.add_parser("model", parents=[common], help="model throughput/latency vs a naive baseline")
+    model = targets.add_parser("model", help="model throughput/latency vs a naive baseline")
     model.add_argument("--model", default=None, help="model name or path (default: the shipped model)")
     model.add_argument("--json", action="store_true", help="print only the JSON result")
     model.add_argument("--batch-sizes", default="1,8,32,64,128", help="comma-separated batch sizes")

@@ -1,0 +1,67 @@
+"""The command line's shape: --version, errors that show the typed command's usage, and Kafka
+options only on the commands that connect to Kafka. No broker, no model: parsing only."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import emostream
+from emostream.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def test_version_names_emostream_and_the_kafka_client(capsys):
+    code, out, _ = _exit(["--version"], capsys)
+    assert code == 0
+    assert re.fullmatch(r"emostream \S+ \(confluent-kafka \S+, Python \S+\)\n", out), out
+    assert out.startswith(f"emostream {emostream.__version__} ")
+
+
+def test_package_version_is_the_declared_one():
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert emostream.__version__ == declared
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["classify", "--bogus", "hi"], "usage: emostream classify"),
+    (["eval", "f.tsv", "--bogus"], "usage: emostream eval"),
+    (["bench", "model", "--bogus"], "usage: emostream bench model"),
+    (["worker", "--bogus"], "usage: emostream worker"),
+    (["edge", "send", "--device", "pi", "--text", "x", "--bogus"], "usage: emostream edge send"),
+])
+def test_unknown_option_shows_the_typed_commands_usage(argv, usage, capsys):
+    code, _, err = _exit(argv, capsys)
+    assert code == 2
+    assert err.startswith(usage), err
+    assert "unrecognized arguments: --bogus" in err
+
+
+@pytest.mark.parametrize("argv", [["classify"], ["eval"], ["model", "train"], ["model", "export"], ["bench", "model"]])
+def test_offline_commands_do_not_offer_kafka_options(argv, capsys):
+    code, out, _ = _exit([*argv, "--help"], capsys)
+    assert code == 0
+    assert "--bootstrap" not in out and "--security-profile" not in out, out
+
+
+@pytest.mark.parametrize("argv", [["worker"], ["dashboard"], ["bench", "pipeline"], ["edge", "send"], ["topics", "ensure"]])
+def test_kafka_commands_keep_kafka_options(argv, capsys):
+    code, out, _ = _exit([*argv, "--help"], capsys)
+    assert code == 0
+    assert "--bootstrap" in out and "--security-profile" in out
+
+
+def test_offline_commands_refuse_kafka_options(capsys):
+    code, _, err = _exit(["classify", "hi", "--bootstrap", "localhost:9092"], capsys)
+    assert code == 2 and "unrecognized arguments: --bootstrap" in err
