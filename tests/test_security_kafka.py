@@ -371,3 +371,46 @@ def test_no_secret_in_logs_or_outputs_and_keys_are_private(secure: Secure) -> No
     assert not list(files.root.glob(".*"))  # no argument or properties file with a password left behind
     for path in (files.ca.key_path, files.broker_pem, files.admin_profile, *secure.profiles.values()):
         assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_a_device_cannot_speak_for_another_nor_silence_it(secure: Secure, tmp_path: Path) -> None:
+    """Findings 5-7 end to end: pi-1, with its own credentials, sends 'as pi-2' through the normal
+    edge command; the worker dead-letters it (the signature is pi-1's), pi-2's listener never sees
+    it, pi-2's real transcript is classified, and each device reads its own results only."""
+    from emostream.edge.listen import listen
+
+    run = os.urandom(3).hex()
+    spool1, spool2 = tmp_path / "pi-1.db", tmp_path / "pi-2.db"
+    _emostream("edge", "send", "--security-profile", str(secure.profiles["pi-1"]), "--spool", str(spool1),
+               "--device", "pi-2", "--text", f"forged {run}: I am so angry at everyone")
+    _emostream("edge", "send", "--security-profile", str(secure.profiles["pi-1"]), "--spool", str(spool1),
+               "--device", "pi-1", "--text", f"own {run}: I am happy")
+    _emostream("edge", "send", "--security-profile", str(secure.profiles["pi-2"]), "--spool", str(spool2),
+               "--device", "pi-2", "--text", f"real {run}: my doctor called")
+    log = tmp_path / "worker.log"
+    cmd = [sys.executable, "-m", "emostream", "worker", "--security-profile", str(secure.profiles["worker1"]),
+           "--instance-id", f"id-{run}", "--threads", "1"]
+    if model_spec():
+        cmd += ["--model", model_spec()]
+    worker = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    try:
+        got: dict[str, list[dict]] = {"pi-1": [], "pi-2": []}
+        for dev in got:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(run in e["text"] for e in got[dev]):
+                assert worker.poll() is None, log.read_text()[-3000:]
+                listen(secure.client(dev), dev, got[dev].append, from_beginning=True, idle_timeout_s=3,
+                       group=f"emostream-edge-{dev}")
+        dlq = _read(secure.client("admin"), f"dlq-{run}", "stt.transcripts.dlq", want=1)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+    texts = {dev: [e["text"] for e in evs if run in e["text"]] for dev, evs in got.items()}
+    assert texts == {"pi-1": [f"own {run}: I am happy"], "pi-2": [f"real {run}: my doctor called"]}, log.read_text()[-2000:]
+    forged = [m for m in dlq if run.encode() in (m.value() or b"")]
+    assert [dict(m.headers())["error.type"] for m in forged] == [b"bad_signature"]
