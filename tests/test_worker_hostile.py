@@ -50,7 +50,7 @@ def _hostile() -> list[tuple[str, bytes | None, bytes | None, str]]:
         ("5,000-digit integer", b"pi-evil", b'{"v":1,"text":"hi","confidence":' + b"9" * 5000 + b"}", "invalid_number"),
         ("key is not the device", b"pi-evil", b'{"v":1,"text":"I am pi-victim","device_id":"pi-victim"}', "device_mismatch"),
         ("30 KB utterance id", b"pi-evil", json.dumps({"v": 1, "text": "hi", "utterance_id": "u" * 30_000}).encode(), "invalid_utterance_id"),
-        ("claims an offset-derived id", b"pi-evil", b'{"v":1,"text":"hi","utterance_id":"@x-0-5"}', "invalid_utterance_id"),
+
         ("tombstone", b"pi-evil", None, "null_value"),
     ]
 
@@ -96,6 +96,11 @@ def test_worker_survives_every_hostile_record_among_thousands_of_valid_ones(boot
     # Half the valid transcripts first, then every hostile record, then the other half.
     sent = produce_transcripts(bootstrap, src, n_valid // 2, devices, prefix="a")
     produce_raw(bootstrap, src, [(k, v) for _, k, v, _ in hostile])
+    # Finding 6: a device claims the ids the next plain-text records of a victim would get
+    # (offset-derived ids were predictable and shared the dedupe namespace); then the victim speaks.
+    claims = [json.dumps({"v": 1, "text": "mine", "utterance_id": f"@{src}-{p}-{o}"}).encode() for p in range(3) for o in range(2000)][:40]
+    produce_raw(bootstrap, src, [(b"pi-victim", c) for c in claims] + [(b"pi-victim", b"my doctor called, I am scared")])
+    hostile += [("claimed offset-derived id", b"pi-victim", c, "invalid_utterance_id") for c in claims]
     # A 2 MB key, lz4-compressed so the broker takes it (finding 2).
     produce_raw(bootstrap, src, [(b"k" * 2_000_000, b'{"v":1,"text":"big key"}')],
                 **{"compression.type": "lz4", "message.max.bytes": 10_000_000})
@@ -113,7 +118,7 @@ def test_worker_survives_every_hostile_record_among_thousands_of_valid_ones(boot
     workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
     try:
         p = workers.start("w1", "--metrics-port", str(port))
-        msgs = read_all(bootstrap, [out], expect=n_valid, idle_s=4, max_s=300)
+        msgs = read_all(bootstrap, [out], expect=n_valid + 1, idle_s=4, max_s=300)
         letters = read_all(bootstrap, [dlq], expect=n_hostile, idle_s=3, max_s=120)
         assert p.poll() is None, "the worker must keep running: " + (tmp_path / "worker.log").read_text()[-2000:]
         _wait(lambda: _health(port) == 200, 30, "/healthz 200")
@@ -129,11 +134,14 @@ def test_worker_survives_every_hostile_record_among_thousands_of_valid_ones(boot
         assert stop(p2) == 0
     finally:
         workers.cleanup()
-    dups, losses = check_exactly_once(events_of(msgs), sent)
+    events = events_of(msgs)
+    victim = [e for e in events if e["device_id"] == "pi-victim"]
+    assert [e["text"] for e in victim] == ["my doctor called, I am scared"] and victim[0]["utterance_id"].startswith("@")
+    dups, losses = check_exactly_once([e for e in events if e["device_id"] != "pi-victim"], sent)
     assert (dups, losses) == (0, 0)
     assert set(resend) <= set(sent)
     after = read_all(bootstrap, [out], expect=None, idle_s=3)
-    assert len(after) == n_valid, f"{len(after) - n_valid} re-sent utterance(s) classified twice after a restart"
+    assert len(after) == n_valid + 1, f"{len(after) - n_valid - 1} re-sent utterance(s) classified twice after a restart"
     types = [header_dict(m)["error.type"] for m in letters]
     assert len(letters) == n_hostile
     assert sorted(types) == sorted([t for *_, t in hostile] + ["key_too_large", "unreadable_record"])
