@@ -1,11 +1,14 @@
 """Settings shared by every command: defaults, EMOSTREAM_* environment variables, flags.
 
-Precedence is flag > environment > default. Pure functions only; nothing here touches Kafka.
+Precedence is flag > environment > default. Nothing here reads files or touches Kafka, and this
+module imports nothing else of ours (it is the bottom layer, see docs/architecture.md): the
+local cluster's address, which needs ``cluster.json``, is passed in by the cluster layer.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 TRANSCRIPTS_TOPIC = "stt.transcripts"
@@ -56,14 +59,12 @@ def default_cluster_dir() -> Path:
     return Path(os.environ.get("EMOSTREAM_CLUSTER_DIR") or home_dir() / "cluster")
 
 
-def resolve_bootstrap(flag: str | None = None, cluster_dir: Path | None = None) -> str:
-    """Bootstrap servers: the flag, else ``EMOSTREAM_BOOTSTRAP``, else the local cluster, else localhost:9092."""
+def resolve_bootstrap(flag: str | None = None, local: Callable[[], str | None] | None = None) -> str:
+    """Bootstrap servers: the flag, else ``EMOSTREAM_BOOTSTRAP``, else ``local()`` (the local
+    cluster's, see :func:`emostream.cluster.state.resolve_client`), else localhost:9092."""
     if flag:
         return flag
     env = os.environ.get("EMOSTREAM_BOOTSTRAP")
     if env:
         return env
-    from emostream.cluster.state import read_bootstrap  # local import: keeps config free of cluster code at import time
-
-    local = read_bootstrap(cluster_dir or default_cluster_dir())
-    return local or FALLBACK_BOOTSTRAP
+    return (local() if local is not None else None) or FALLBACK_BOOTSTRAP

@@ -464,5 +464,6 @@ class LocalCluster:
 
         state = self._require_state()
         if state.secure:
-            return ClientConfig.resolve(None, str(SecurityFiles.of_cluster(self.dir).admin_profile))
+            return ClientConfig.resolve(None, str(SecurityFiles.of_cluster(self.dir).admin_profile),
+                                        local=lambda: state.bootstrap(self.dir))
         return ClientConfig(state.bootstrap(self.dir))

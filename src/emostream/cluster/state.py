@@ -8,7 +8,9 @@ from pathlib import Path
 
 from emostream.cluster.config import DEFAULT_REAUTH_S, NodeSpec, local_nodes, secure_node
 from emostream.cluster.private import private_dir, write_private
+from emostream.config import default_cluster_dir
 from emostream.errors import ClusterError
+from emostream.kafka.configuration import ClientConfig
 
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
@@ -65,3 +67,14 @@ def read_bootstrap(directory: Path) -> str | None:
     except ClusterError:
         return None
     return state.bootstrap(directory) if state else None
+
+
+def local_bootstrap(directory: Path | None = None) -> str | None:
+    """Bootstrap servers of the local cluster (``kafka up``'s folder by default), or None."""
+    return read_bootstrap(directory or default_cluster_dir())
+
+
+def resolve_client(bootstrap: str | None = None, security_profile: str | None = None) -> ClientConfig:
+    """Client settings from flags and environment, the local cluster being the last bootstrap
+    before localhost:9092 (precedence: flag, profile, ``EMOSTREAM_BOOTSTRAP``, local cluster)."""
+    return ClientConfig.resolve(bootstrap, security_profile, local=local_bootstrap)

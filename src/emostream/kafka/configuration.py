@@ -16,6 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from emostream.config import resolve_bootstrap
@@ -69,15 +70,18 @@ class ClientConfig:
         return conf
 
     @classmethod
-    def resolve(cls, bootstrap: str | None = None, security_profile: str | None = None) -> "ClientConfig":
-        """From CLI flags / environment: see :func:`resolve_bootstrap` and :func:`security_profile_path`."""
+    def resolve(cls, bootstrap: str | None = None, security_profile: str | None = None, *,
+                local: Callable[[], str | None] | None = None) -> "ClientConfig":
+        """From CLI flags / environment: the flag, else the profile's bootstrap, else
+        :func:`resolve_bootstrap` with ``local`` (the local cluster's address; commands get it
+        through :func:`emostream.cluster.state.resolve_client`); see :func:`security_profile_path`."""
         path = security_profile_path(security_profile)
         if path is None:
-            return cls(bootstrap=bootstrap or resolve_bootstrap(None))
+            return cls(bootstrap=bootstrap or resolve_bootstrap(None, local))
         profile = read_security_profile(path)
         security = librdkafka_security(profile)
         check_librdkafka(security)
-        return cls(bootstrap=bootstrap or profile.get("bootstrap") or resolve_bootstrap(None),
+        return cls(bootstrap=bootstrap or profile.get("bootstrap") or resolve_bootstrap(None, local),
                    security=security, signing_key=profile.get("signing_key"))
 
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emostream.cluster import fetch
 from emostream.cluster.config import render_properties
-from emostream.config import DEVICE_KEYS_TOPIC, device_events_topic
+from emostream.cluster.state import resolve_client
+from emostream.config import DEVICE_KEYS_TOPIC, cache_dir, device_events_topic
 from emostream.errors import KafkaClientError, UsageError
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig, read_security_profile
@@ -72,7 +74,7 @@ class _Cluster:
     """The admin's connections for one command: ACLs/credentials, topics, and its client settings."""
 
     def __init__(self, admin_profile: Path, bootstrap: str | None) -> None:
-        self.client = ClientConfig.resolve(bootstrap, str(admin_profile))
+        self.client = resolve_client(bootstrap, str(admin_profile))
         self.security = SecurityAdmin(self.client)
         self.topics = Admin(self.client)
 
@@ -161,7 +163,7 @@ def write_key_record(client: ClientConfig, record: KeyRecord, timeout_s: float =
 
 def list_users(admin_profile: Path, bootstrap: str | None = None) -> list[UserInfo]:
     """Every user with a credential or an ACL."""
-    admin = SecurityAdmin(ClientConfig.resolve(bootstrap, str(admin_profile)))
+    admin = SecurityAdmin(resolve_client(bootstrap, str(admin_profile)))
     names = set(admin.scram_users())
     by_user: dict[str, list[AclSpec]] = {}
     for who, spec in admin.acls():
@@ -179,9 +181,6 @@ def quota_command(classpath: str, java: str, bootstrap: str, command_config: Pat
 
 def set_produce_quota(admin_profile: Path, user: str, rate: int | None, bootstrap: str | None = None) -> None:
     """Set (or with None, remove) ``user``'s produce byte-rate quota on every broker."""
-    from emostream.cluster import fetch
-    from emostream.config import cache_dir
-
     data = read_security_profile(admin_profile)
     props = java_client_properties(data)
     tmp = Path(admin_profile).parent / f".quota-{os.getpid()}-{secrets.token_hex(4)}.properties"
