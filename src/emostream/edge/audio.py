@@ -1,11 +1,13 @@
-"""WAV input: read PCM WAV files into 16 kHz mono float32, the one format every STT engine here takes.
+"""Audio input: decode any audio file into 16 kHz mono float32, the one format every STT engine here takes.
 
-Pure numpy and the stdlib ``wave`` module; no engine imports.
+Decoding is faster-whisper's ``decode_audio`` (PyAV, i.e. FFmpeg's decoders and resampler), which
+the ``edge`` extra already brings: WAV of any bit depth, FLAC, OGG/Opus, MP3, M4A…, any rate and
+channel count. The library is imported on first use, so the rest of emostream works without it.
 """
 
 from __future__ import annotations
 
-import wave
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from emostream.edge.errors import AudioError
 
 TARGET_RATE = 16_000
 _MIN_RATE = 4_000
+_INSTALL = "pip install 'emostream[edge]'"
 
 
 @dataclass(frozen=True)
@@ -37,70 +40,51 @@ class Audio:
         return (np.clip(self.samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def read_wav(path: str | Path, rate: int = TARGET_RATE) -> Audio:
-    """Read a PCM WAV (8/16/24/32-bit, any channels, any rate ≥ 4 kHz) as mono float32 at ``rate``.
+def _convert_hint(p: Path) -> str:
+    return (f"convert it, e.g. 'sox {p.name} -r 16000 -c 1 -b 16 out.wav', "
+            "or record with 'arecord -f S16_LE -r 16000 -c 1'")
 
-    Raises AudioError naming the file when it is missing, not a PCM WAV, or empty.
+
+def read_audio(path: str | Path, rate: int = TARGET_RATE) -> Audio:
+    """Decode an audio file (any format FFmpeg reads, any channels, any rate ≥ 4 kHz) to mono float32 at ``rate``.
+
+    Raises AudioError naming the file when it is missing, not decodable audio, too low a rate, or empty.
     """
-    p = Path(path)
     try:
-        with wave.open(str(p), "rb") as w:
-            channels, width, src_rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            raw = w.readframes(frames)
-    except FileNotFoundError:
-        raise AudioError(f"WAV file {p} does not exist") from None
-    except IsADirectoryError:
-        raise AudioError(f"{p} is a folder, not a WAV file") from None
-    except (wave.Error, EOFError) as exc:
-        raise AudioError(
-            f"{p} is not a readable PCM WAV file ({exc}); convert it, e.g. "
-            f"'sox {p.name} -r 16000 -c 1 -b 16 out.wav' or record with 'arecord -f S16_LE -r 16000 -c 1'"
-        ) from None
-    except OSError as exc:
-        raise AudioError(f"cannot read WAV file {p}: {exc.strerror or exc}") from None
-    if src_rate < _MIN_RATE:
-        raise AudioError(f"{p} has a sample rate of {src_rate} Hz; speech needs at least {_MIN_RATE} Hz (16000 is best)")
-    samples = _to_float(raw, width, channels, p)
+        import av
+        from faster_whisper.audio import decode_audio
+    except ImportError as exc:
+        raise AudioError(f"reading audio files needs the edge extra ({exc.name} is missing): {_INSTALL}") from None
+    p = Path(path)
+    if p.is_dir():
+        raise AudioError(f"{p} is a folder, not an audio file")
+    if not p.exists():
+        raise AudioError(f"audio file {p} does not exist")
+    try:
+        with av.open(str(p), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioError(f"{p} holds no audio stream; {_convert_hint(p)}")
+            stream = container.streams.audio[0]
+            src_rate, channels = int(stream.rate or 0), int(stream.channels or 0)
+        if 0 < src_rate < _MIN_RATE:
+            raise AudioError(f"{p} has a sample rate of {src_rate} Hz; speech needs at least {_MIN_RATE} Hz (16000 is best)")
+        samples = decode_audio(str(p), sampling_rate=rate)
+    except AudioError:
+        raise
+    except PermissionError:
+        raise AudioError(f"cannot read audio file {p}: permission denied") from None
+    except (av.FFmpegError, ValueError, IndexError, EOFError, OSError, RuntimeError) as exc:
+        # Whatever FFmpeg says about bytes that are not audio, the user needs the file name and a fix.
+        raise AudioError(f"{p} is not a readable audio file ({_short(exc)}); {_convert_hint(p)}") from None
+    samples = np.asarray(samples, dtype=np.float32)
     if samples.size == 0:
         raise AudioError(f"{p} holds no audio samples")
-    mono = samples.mean(axis=1) if channels > 1 else samples[:, 0]
-    return Audio(resample(mono, src_rate, rate), rate, str(p), src_rate, channels)
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"{p} decodes to invalid samples; {_convert_hint(p)}")
+    return Audio(samples, rate, str(p), src_rate or rate, channels or 1)
 
 
-def _to_float(raw: bytes, width: int, channels: int, p: Path) -> np.ndarray:
-    usable = len(raw) - len(raw) % (width * channels)
-    raw = raw[:usable]
-    if width == 1:  # 8-bit WAV is unsigned
-        data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 2:
-        data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    elif width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        ints = np.where(ints & 0x800000, ints - (1 << 24), ints)
-        data = ints.astype(np.float32) / float(1 << 23)
-    elif width == 4:
-        data = np.frombuffer(raw, dtype="<i4").astype(np.float32) / float(1 << 31)
-    else:
-        raise AudioError(f"{p} uses {width * 8}-bit samples; use 8, 16, 24 or 32-bit PCM")
-    return data.reshape(-1, channels)
-
-
-def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    """Resample mono float audio from ``src`` to ``dst`` Hz (windowed-sinc low-pass, then linear interpolation).
-
-    The low-pass before downsampling keeps energy above the new Nyquist frequency from folding
-    back into the speech band; linear interpolation is enough for speech recognisers.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    if src == dst or x.size == 0:
-        return x
-    if dst < src:
-        cutoff = 0.5 * dst / src * 0.9  # cycles per input sample, a little under the new Nyquist
-        taps = 63
-        n = np.arange(taps) - (taps - 1) / 2
-        h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.hamming(taps)
-        x = np.convolve(x, (h / h.sum()).astype(np.float32), mode="same")
-    n_out = int(round(x.size * dst / src))
-    t_out = np.arange(n_out, dtype=np.float64) * (src / dst)
-    return np.interp(t_out, np.arange(x.size, dtype=np.float64), x).astype(np.float32)
+def _short(exc: BaseException) -> str:
+    text = str(exc).split(": '", 1)[0]  # FFmpeg repeats the path at the end
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text)
+    return text[:200] or type(exc).__name__

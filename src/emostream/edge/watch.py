@@ -1,4 +1,6 @@
-"""Watch a folder for WAV files: transcribe each new one once, send it through the spool, move it to ``done/``.
+"""Watch a folder for audio files: transcribe each new one once, send it through the spool, move it to ``done/``.
+
+Any format the decoder reads (``edge.audio.read_audio``: WAV, FLAC, OGG/Opus, MP3, M4A), by file suffix.
 
 A file is taken only once it has stopped growing (``arecord`` may still be writing it) and
 files whose name starts with '.' are ignored, so recorders can write ``.x.wav`` and rename.
@@ -15,11 +17,22 @@ from pathlib import Path
 from emostream.edge.errors import AudioError, TranscriptError
 
 
-def ready_wavs(folder: Path, settle_s: float, sizes: dict[Path, tuple[int, float]]) -> list[Path]:
-    """WAVs in ``folder`` whose size has not changed for ``settle_s``, oldest first."""
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a"})
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def ready_files(folder: Path, settle_s: float, sizes: dict[Path, tuple[int, float]]) -> list[Path]:
+    """Audio files in ``folder`` whose size has not changed for ``settle_s``, oldest first."""
     now = time.monotonic()
     ready = []
-    for p in sorted(folder.glob("*.wav"), key=lambda q: (q.stat().st_mtime if q.exists() else 0, q.name)):
+    candidates = [q for q in folder.iterdir() if q.suffix.lower() in AUDIO_SUFFIXES and q.is_file()]
+    for p in sorted(candidates, key=lambda q: (_mtime(q), q.name)):
         if p.name.startswith("."):
             continue
         try:
@@ -36,7 +49,7 @@ def ready_wavs(folder: Path, settle_s: float, sizes: dict[Path, tuple[int, float
 
 def watch(folder: Path, handle: Callable[[Path], None], *, poll_s: float = 0.5, settle_s: float = 1.0,
           idle: Callable[[], None] | None = None, stop: Callable[[], bool] = lambda: False) -> int:
-    """Call ``handle(path)`` once per settled WAV, then move it to ``done/`` (``failed/`` on AudioError or TranscriptError)."""
+    """Call ``handle(path)`` once per settled audio file, then move it to ``done/`` (``failed/`` on AudioError or TranscriptError)."""
     if not folder.is_dir():
         raise AudioError(f"watch folder {folder} does not exist; create it or pass another --dir")
     done, failed = folder / "done", folder / "failed"
@@ -45,7 +58,7 @@ def watch(folder: Path, handle: Callable[[Path], None], *, poll_s: float = 0.5, 
     sizes: dict[Path, tuple[int, float]] = {}
     handled = 0
     while not stop():
-        for p in ready_wavs(folder, settle_s, sizes):
+        for p in ready_files(folder, settle_s, sizes):
             sizes.pop(p, None)
             try:
                 handle(p)
