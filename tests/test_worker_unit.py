@@ -252,3 +252,12 @@ def test_json_log_lines_carry_extra_fields() -> None:
     line = json.loads(JsonFormatter().format(rec))
     assert (line["level"], line["msg"], line["partition"]) == ("info", "assigned t[0]", 0)
     assert line["ts"].endswith("Z")
+
+
+def test_latency_budget_caps_a_transaction_by_measured_cost() -> None:
+    from emostream.worker.runner import latency_cap
+
+    assert latency_cap(None, 0.002, 64) is None  # no budget: only --txn-max-records
+    assert latency_cap(100, 0.0, 64) is None  # nothing measured yet
+    assert latency_cap(100, 0.0005, 64) == 200  # 100 ms at 0.5 ms a record
+    assert latency_cap(100, 0.01, 64) == 64  # never below one model batch

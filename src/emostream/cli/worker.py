@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a batch waits to fill after its first record (default 20)")
     w.add_argument("--txn-max-records", type=int, default=1024,
                    help="records per transaction at most; a backlog is committed in transactions this big (default 1024)")
+    w.add_argument("--max-latency-ms", type=float, default=None,
+                   help="under load, close a transaction at this latency budget: it takes at most as many records as the "
+                        "worker processes in this time (measured; at least --batch-max). Default: --txn-max-records only")
     w.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES, help="longer transcripts go to the DLQ (default 8192)")
     w.add_argument("--instance-id", default=None, help="stable name of this instance (default HOST-PID); part of the transactional.id")
     w.add_argument("--assignment", choices=["cooperative-sticky", "range", "roundrobin"], default="cooperative-sticky",
@@ -61,6 +64,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:
         raise UsageError(f"--max-text-bytes must be at least 1, got {args.max_text_bytes}")
+    if args.max_latency_ms is not None and args.max_latency_ms <= 0:
+        raise UsageError(f"--max-latency-ms must be positive, got {args.max_latency_ms}")
     if args.dedupe_window_h <= 0:
         raise UsageError(f"--dedupe-window-h must be positive, got {args.dedupe_window_h}")
     if args.stall_after_s <= 0:
@@ -96,6 +101,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         dedupe_window_s=args.dedupe_window_h * 3600.0,
         durable_dedupe=not args.no_durable_dedupe,
         stall_after_s=args.stall_after_s,
+        max_latency_ms=args.max_latency_ms,
     )
     worker = Worker(client, load_model(args.model, args.threads), settings)
     worker.check_topics()
@@ -117,10 +123,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from emostream.demo import run_demo
+    from emostream.demo import DemoOptions, run_demo
 
-    if args.devices < 1:
-        raise UsageError(f"--devices must be at least 1, got {args.devices}")
-    if args.rate <= 0:
-        raise UsageError(f"--rate must be positive, got {args.rate}")
-    return run_demo(args)
+    return run_demo(DemoOptions(devices=args.devices, rate=args.rate, duration=args.duration, model=args.model,
+                                dashboard_port=args.dashboard_port, keep_cluster=args.keep_cluster))

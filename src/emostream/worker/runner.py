@@ -77,6 +77,9 @@ class WorkerSettings:
     # "signed": every transcript must be signed by the device it names (secure clusters).
     identity: str = "key"
     stall_after_s: float = DEFAULT_STALL_S
+    # Latency budget of one transaction under load: it takes at most as many records as the
+    # worker processes in this time (measured, at least batch_max). None: only txn_max_records.
+    max_latency_ms: float | None = None
     consumer_extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +87,8 @@ class WorkerSettings:
             raise ValueError(f"identity must be one of {', '.join(IDENTITIES)}, got {self.identity!r}")
         if self.dedupe_window_s <= 0 or self.stall_after_s <= 0:
             raise ValueError("dedupe window and stall timeout must be positive")
+        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
+            raise ValueError(f"max latency must be positive, got {self.max_latency_ms}")
 
     @property
     def changelog_topic(self) -> str | None:
@@ -130,6 +135,7 @@ class Worker:
         self._failed_start: tuple[tuple[str, int, int], ...] = ()
         self._failed_times = 0
         self._batch_limit: int | None = None
+        self._record_cost_s = 0.0  # moving average of the processing time per record (latency budget)
         # Stall detection: per partition, the committed offset and since when it has not moved.
         self._progress: dict[tuple[str, int], tuple[int, float]] = {}
         self._stalled: set[tuple[str, int]] = set()
@@ -299,7 +305,9 @@ class Worker:
         opened_at: float | None = None
         if self._registry is not None:
             self._registry.refresh()
-        limit = self._batch_limit
+        limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
+        if self._batch_limit is not None:
+            limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
         while not self._stop.is_set():
             now = time.monotonic()
             if self.policy.is_closed(len(self._pending), opened_at, now) or (limit is not None and len(self._pending) >= limit):
@@ -404,6 +412,8 @@ class Worker:
             self._in_txn = False
         self.batches += 1
         self._aborts_in_row = 0
+        cost = (time.monotonic() - self._txn_since) / len(batch)
+        self._record_cost_s = cost if not self._record_cost_s else 0.8 * self._record_cost_s + 0.2 * cost
         for rec in batch:
             self._poisoned.pop(rec.source, None)
         if self._failed_start and not self._poisoned:
@@ -483,6 +493,14 @@ class Worker:
             elif now - last[1] >= self.settings.stall_after_s and tp not in self._stalled:
                 self._stalled.add(tp)
                 log.error("%s[%d] is stalled: %d record(s) waiting, no commit for %.0fs", tp[0], tp[1], lag, now - last[1])
+
+
+def latency_cap(max_latency_ms: float | None, record_cost_s: float, floor: int) -> int | None:
+    """Records one transaction may take to finish within ``max_latency_ms`` at ``record_cost_s``
+    each (never fewer than ``floor``, the model batch); None without a budget or a measurement."""
+    if max_latency_ms is None or record_cost_s <= 0:
+        return None
+    return max(floor, int(max_latency_ms / 1000.0 / record_cost_s))
 
 
 def _names(partitions: list[Any]) -> str:
