@@ -30,7 +30,7 @@ from emostream.security.files import SecurityFiles
 from emostream.security.users import remove_user
 from emostream.signing import DeviceKeys, DeviceSigner, decode_key_record
 from tests.conftest import free_base_port
-from tests.worker_helpers import model_spec
+from tests.worker_helpers import model_spec, stop
 
 pytestmark = pytest.mark.kafka
 
@@ -304,12 +304,7 @@ def test_worker_runs_exactly_once_over_sasl_ssl(secure: Secure, tmp_path: Path) 
         finally:
             dashboard.close()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop(worker, timeout=30)
     assert set(seen) == set(sent), log.read_text()[-3000:]
     assert all(n == 1 for n in seen.values()), {k: v for k, v in seen.items() if v != 1}
     secure.outputs.append(log.read_text())
@@ -404,12 +399,7 @@ def test_a_device_cannot_speak_for_another_nor_silence_it(secure: Secure, tmp_pa
                        group=f"emostream-edge-{dev}")
         dlq = _read(secure.client("admin"), f"dlq-{run}", "stt.transcripts.dlq", want=1)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop(worker, timeout=30)
     texts = {dev: [e["text"] for e in evs if run in e["text"]] for dev, evs in got.items()}
     assert texts == {"pi-1": [f"own {run}: I am happy"], "pi-2": [f"real {run}: my doctor called"]}, log.read_text()[-2000:]
     forged = [m for m in dlq if run.encode() in (m.value() or b"")]
