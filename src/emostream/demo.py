@@ -3,7 +3,6 @@ in-process worker, simulated devices, and the emotion events printed live until 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -11,13 +10,14 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from emostream.cluster import LocalCluster
 from emostream.cluster.brokers import cluster_ports_free
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, home_dir
-from emostream.errors import ClusterError
+from emostream.errors import ClusterError, UsageError
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
@@ -31,6 +31,26 @@ DEMO_GROUP = "emostream-demo-worker"
 COLOURS = {
     "anger": "31", "disgust": "32", "fear": "35", "joy": "33", "sadness": "34", "surprise": "36", "neutral": "37",
 }
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``emostream demo`` runs besides its own Kafka, topics and worker."""
+
+    devices: int = 4
+    rate: float = 0.5  # utterances per second per device
+    duration: float | None = None  # seconds of streaming; None: until Ctrl-C/SIGTERM
+    model: str | None = None  # the worker's model spec; None: the shipped model
+    dashboard_port: int = 8765  # 0: no dashboard
+    keep_cluster: bool = False  # leave the demo's Kafka running at the end
+
+    def __post_init__(self) -> None:
+        if self.devices < 1:
+            raise UsageError(f"--devices must be at least 1, got {self.devices}")
+        if self.rate <= 0:
+            raise UsageError(f"--rate must be positive, got {self.rate}")
+        if self.duration is not None and self.duration < 0:
+            raise UsageError(f"--duration must not be negative, got {self.duration}")
 
 
 def demo_dir() -> Path:
@@ -82,8 +102,8 @@ def _devices(client: ClientConfig, topic: str, devices: int, rate: float) -> Any
     return SimulatedDevices(idempotent_producer(client), topic, devices, rate).start()
 
 
-def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run the demo until Ctrl-C/SIGTERM or ``args.duration`` seconds of streaming; always cleans up."""
+def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
+    """Run the demo until Ctrl-C/SIGTERM or ``options.duration`` seconds of streaming; always cleans up."""
     out = out or sys.stdout
     colour = out.isatty() and not os.environ.get("NO_COLOR")
     stop = threading.Event()
@@ -103,22 +123,22 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         admin = Admin(client)
         ensure_pipeline_topics(admin)
         _say(f"Kafka at {client.bootstrap}; topics {TRANSCRIPTS_TOPIC} → {EMOTIONS_TOPIC}; loading the model")
-        worker = Worker(client, load_model(args.model), WorkerSettings(group=DEMO_GROUP, batch_wait_ms=20))
+        worker = Worker(client, load_model(options.model), WorkerSettings(group=DEMO_GROUP, batch_wait_ms=20))
         worker.start()
         worker_thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
         worker_thread.start()
-        if getattr(args, "dashboard_port", 0):
+        if options.dashboard_port:
             from emostream.dashboard import serve
 
             try:
-                dashboard = serve(bootstrap=client.bootstrap, port=args.dashboard_port)
+                dashboard = serve(bootstrap=client.bootstrap, port=options.dashboard_port)
                 _say(f"dashboard: {dashboard.url}")
             except OSError as exc:  # the terminal view still works without it
-                _say(f"dashboard not started on port {args.dashboard_port} ({exc.strerror}); pass --dashboard-port")
+                _say(f"dashboard not started on port {options.dashboard_port} ({exc.strerror}); pass --dashboard-port")
         reader = _reader(client, admin, EMOTIONS_TOPIC)
-        devices = _devices(client, TRANSCRIPTS_TOPIC, args.devices, args.rate)
-        _say(f"{args.devices} simulated device(s) talking; " + ("Ctrl-C stops everything" if args.duration is None else f"running {args.duration:g}s"))
-        deadline = None if args.duration is None else time.monotonic() + args.duration
+        devices = _devices(client, TRANSCRIPTS_TOPIC, options.devices, options.rate)
+        _say(f"{options.devices} simulated device(s) talking; " + ("Ctrl-C stops everything" if options.duration is None else f"running {options.duration:g}s"))
+        deadline = None if options.duration is None else time.monotonic() + options.duration
         shown = 0
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if not worker_thread.is_alive():
@@ -140,7 +160,7 @@ def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
             worker_thread.join(30)
         if reader is not None:
             reader.close()
-        if not getattr(args, "keep_cluster", False):
+        if not options.keep_cluster:
             cluster.down()
             _say("Kafka stopped")
         for s, handler in previous.items():

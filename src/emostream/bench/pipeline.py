@@ -10,7 +10,6 @@ process, gives the ceiling.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -21,23 +20,90 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emostream.cluster import LocalCluster
 from emostream.cluster.brokers import cluster_ports_free
-from emostream.demo_devices import UTTERANCES, device_names
-from emostream.errors import ClusterError
+from emostream.edge.simulate import device_names
+from emostream.errors import ClusterError, UsageError
 from emostream.events import SourceRef, Transcript, decode_transcript, format_ts, parse_ts
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
-from emostream.kafka.producer import idempotent_producer
+from emostream.kafka.producer import idempotent_producer, produce
 from emostream.topics import create_topic, plan_topic
 from emostream.worker.model import load_model
 
 DEVICES = 500
 HALF_LOAD_SECONDS = 20.0
+
+# Spoken sentences by emotion; ``_texts`` strings one to three of them together. Fixed, so runs
+# on different days measure the same work.
+UTTERANCES: dict[str, list[str]] = {
+    "joy": [
+        "I can't believe it worked, this is amazing!",
+        "We won the game, I'm so happy right now.",
+        "Thank you so much, this is the best birthday ever.",
+        "Finally the weekend, I love these sunny mornings.",
+        "That dinner was wonderful, I'm really glad we came.",
+    ],
+    "anger": [
+        "Why is the printer jammed again, this is ridiculous!",
+        "I told you three times to close the door, I'm furious.",
+        "Stop touching my stuff, it makes me so angry.",
+        "The bus was late again and nobody even apologised.",
+    ],
+    "sadness": [
+        "I really miss grandma, the house feels empty without her.",
+        "I failed the exam even though I studied all week.",
+        "Nobody came to the party, I feel so alone.",
+        "It's raining again and I just feel down today.",
+    ],
+    "fear": [
+        "Did you hear that noise downstairs? I'm scared.",
+        "I'm terrified of the dentist appointment tomorrow.",
+        "What if the storm knocks the power out tonight?",
+        "Somebody is following me, I'm really frightened.",
+    ],
+    "surprise": [
+        "Wow, I did not expect to see you here!",
+        "No way, you bought a new car? Since when?",
+        "Oh! The package arrived a whole week early.",
+        "Really? They're getting married next month?",
+    ],
+    "disgust": [
+        "Ugh, the milk in the fridge has gone completely sour.",
+        "That's disgusting, who left the trash out all week?",
+        "Gross, there's hair in my soup.",
+    ],
+    "neutral": [
+        "Can you turn the kitchen lights off please?",
+        "What time is the meeting tomorrow?",
+        "Set a timer for ten minutes.",
+        "The train leaves at seven fifteen.",
+        "Add eggs and bread to the shopping list.",
+    ],
+}
+
+
+@dataclass(frozen=True)
+class PipelineBenchOptions:
+    """What ``emostream bench pipeline`` measures and against which cluster."""
+
+    count: int = 50_000  # transcripts in the throughput backlog
+    naive_count: int | None = None  # transcripts for the one-at-a-time baseline; None: min(300, count)
+    batch_max: int = 64  # the worker's micro-batch size
+    model: str | None = None  # model spec; None: the shipped model
+    bootstrap: str | None = None  # None: a 1-broker Kafka of its own in a temporary folder
+    security_profile: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("count", "naive_count", "batch_max"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
 
 
 def _say(line: str) -> None:
@@ -79,12 +145,7 @@ def _produce(client: ClientConfig, topic: str, texts: list[str], rate: float | N
                 time.sleep(ahead)
         dev = names[i % DEVICES]
         t = Transcript(device_id=dev, utterance_id=f"b-{i}", text=text, ended_at=format_ts(time.time()))
-        while True:
-            try:
-                producer.produce(topic, t.encode(), dev.encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce(producer, topic, t.encode(), dev.encode())
         producer.poll(0)
     producer.flush(60)
 
@@ -185,19 +246,19 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def run_pipeline_bench(args: argparse.Namespace) -> dict[str, Any]:
+def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
     """Run the whole benchmark and return its JSON-ready result."""
-    count = args.count
-    batch = args.batch_max or 64
-    naive_n = args.naive_count or min(300, count)
-    model_spec = getattr(args, "model", None)
+    count = options.count
+    batch = options.batch_max
+    naive_n = options.naive_count or min(300, count)
+    model_spec = options.model
     texts = _texts(count)
     tmp = Path(tempfile.mkdtemp(prefix="emostream-bench-"))
     cluster = None
     procs: list[subprocess.Popen] = []
     try:
-        if args.bootstrap:
-            client = ClientConfig.resolve(args.bootstrap, getattr(args, "security_profile", None))
+        if options.bootstrap:
+            client = ClientConfig.resolve(options.bootstrap, options.security_profile)
         else:
             _say(f"starting a 1-broker Kafka in {tmp}")
             cluster = LocalCluster(tmp / "kafka", progress=_say)

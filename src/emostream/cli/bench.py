@@ -48,7 +48,9 @@ def _run_model(args: argparse.Namespace) -> int:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from emostream.bench.pipeline import run_pipeline_bench
+    from emostream.bench.pipeline import PipelineBenchOptions, run_pipeline_bench
 
-    _print(run_pipeline_bench(args), args.json)
+    opts = PipelineBenchOptions(count=args.count, naive_count=args.naive_count, batch_max=args.batch_max or 64,
+                                model=args.model, bootstrap=args.bootstrap, security_profile=args.security_profile)
+    _print(run_pipeline_bench(opts), args.json)
     return 0
