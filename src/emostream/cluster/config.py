@@ -106,11 +106,6 @@ class NodeSpec:
         """All listeners, client first."""
         return (self.client, *self.extra_listeners, self.internal, self.controller)
 
-    @property
-    def client_port(self) -> int:
-        """Port clients bootstrap from."""
-        return self.client.port
-
 
 @dataclass(frozen=True)
 class ClusterSettings:

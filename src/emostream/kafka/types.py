@@ -1,5 +1,6 @@
-"""confluent-kafka's value types, re-exported so callers need not import the library themselves."""
+"""confluent-kafka's value types that callers outside this package use, re-exported so they
+need not import the library themselves."""
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-__all__ = ["OFFSET_BEGINNING", "OFFSET_END", "OFFSET_INVALID", "KafkaError", "KafkaException", "Message", "TopicPartition"]
+__all__ = ["OFFSET_BEGINNING", "KafkaError", "KafkaException", "TopicPartition"]
