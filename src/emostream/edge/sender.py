@@ -40,7 +40,7 @@ from emostream.edge.spool import Row, Spool
 from emostream.errors import KafkaClientError
 from emostream.events import InvalidEvent, Transcript
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.errors import describe, error_name, is_fatal, kafka_error
+from emostream.kafka.errors import RECORD_REFUSALS, describe, error_name, is_fatal, kafka_error
 from emostream.kafka.producer import idempotent_producer, produce
 from emostream.signing import DeviceSigner
 
@@ -51,20 +51,9 @@ MAX_OUTSTANDING = 20_000  # records handed to librdkafka and not yet acked; the 
 DELETE_EVERY_S = 0.2
 RETRY_AFTER_S = 1.0  # after a non-permanent failure, wait this long before producing the row again
 
-# Refusals that sending the same bytes again cannot fix (Kafka's error names): the row is moved to ``rejected``.
-PERMANENT = frozenset({
-    "MSG_SIZE_TOO_LARGE",
-    "INVALID_MSG_SIZE",
-    "RECORD_LIST_TOO_LARGE",
-    "INVALID_RECORD",
-    "INVALID_MSG",
-    "INVALID_TIMESTAMP",
-    "TOPIC_AUTHORIZATION_FAILED",
-    "TOPIC_EXCEPTION",
-    "POLICY_VIOLATION",
-    "UNSUPPORTED_FOR_MESSAGE_FORMAT",
-    "_INVALID_ARG",
-})
+# Refusals that sending the same bytes again cannot fix: the record's own (size, format) plus
+# this device's rights on the topic. The row is moved to ``rejected``.
+PERMANENT = RECORD_REFUSALS | {"TOPIC_AUTHORIZATION_FAILED", "TOPIC_EXCEPTION", "POLICY_VIOLATION", "UNSUPPORTED_FOR_MESSAGE_FORMAT"}
 
 
 def is_permanent(err: BaseException | KafkaError | None) -> bool:

@@ -12,6 +12,14 @@ from confluent_kafka import KafkaError, KafkaException
 from emostream.errors import KafkaClientError
 
 
+# Refusals of one record for its own sake (size, format): sending the same bytes again cannot help,
+# and the record — not the broker or the transaction — is to blame. Kafka's error names.
+RECORD_REFUSALS = frozenset({
+    "MSG_SIZE_TOO_LARGE", "INVALID_MSG_SIZE", "RECORD_LIST_TOO_LARGE", "INVALID_RECORD", "INVALID_MSG",
+    "INVALID_TIMESTAMP", "_INVALID_ARG", "_BAD_MSG",
+})
+
+
 def kafka_error(exc: BaseException | KafkaError | None) -> KafkaError | None:
     """The ``KafkaError`` carried by ``exc`` (or ``exc`` itself), else None."""
     if isinstance(exc, KafkaError):
@@ -40,6 +48,11 @@ def client_error(what: str, exc: BaseException | KafkaError, *, bootstrap: str |
     where = f" at {bootstrap}" if bootstrap else ""
     tail = f"; {fix}" if fix else ""
     return KafkaClientError(f"could not {what}{where}: {describe(exc)}{tail}")
+
+
+def is_record_refusal(exc: BaseException | KafkaError | None) -> bool:
+    """True when the broker (or client) refused one record for its own sake (see RECORD_REFUSALS)."""
+    return error_name(exc) in RECORD_REFUSALS
 
 
 def is_fatal(exc: BaseException | KafkaError | None) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 from emostream.errors import InvalidOffset, TransactionAborted, TransactionFatal
 from emostream.events import SourceRef
-from emostream.kafka.errors import describe, is_fatal, is_retriable, kafka_error
+from emostream.kafka.errors import describe, is_fatal, is_record_refusal, is_retriable, kafka_error
 from emostream.kafka.producer import produce
 from emostream.kafka.types import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from emostream.worker.dedupe import RecentIds
@@ -27,15 +27,6 @@ TXN_TIMEOUT_S = 30.0
 RETRIES = 5
 
 PartitionKey = tuple[str, int]
-
-
-# Errors that concern one record, not the broker or the transaction: the output is refused for its
-# own sake (too large, invalid), so its source record is to blame and is dead-lettered on retry.
-RECORD_ERRORS = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE, KafkaError.INVALID_RECORD,
-    KafkaError.INVALID_MSG, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_TIMESTAMP,
-    KafkaError._INVALID_ARG, KafkaError._BAD_MSG,
-})
 
 
 def rewind(consumer: Any, timeout_s: float = TXN_TIMEOUT_S) -> dict[PartitionKey, int]:
@@ -80,7 +71,7 @@ class Checkpoint:
         self._committed = committed  # owned by the worker: last offset it committed, per partition
         self._offsets: dict[PartitionKey, int] = {}
         self._open = False
-        # Source records whose outputs were refused for their own sake (see RECORD_ERRORS).
+        # Source records whose outputs were refused for their own sake (kafka.errors.RECORD_REFUSALS).
         self.refused: dict[SourceRef, str] = {}
 
     def begin(self) -> None:
@@ -105,7 +96,7 @@ class Checkpoint:
         return report
 
     def _blame(self, source: SourceRef | None, err: KafkaError | None) -> None:
-        if source is not None and err is not None and err.code() in RECORD_ERRORS:
+        if source is not None and err is not None and is_record_refusal(err):
             self.refused.setdefault(source, f"output refused: {err.str()}"[:900])
 
     def store_offset(self, topic: str, partition: int, offset: int) -> None:
