@@ -17,9 +17,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     classify.set_defaults(func=_classify)
 
     ev = sub.add_parser("eval", parents=[common], help="score a labelled file; prints one JSON object")
-    ev.add_argument("file", metavar="FILE")
-    ev.add_argument("--format", choices=("goemotions", "tsv"), default="goemotions",
-                    help="goemotions: text<TAB>ids<TAB>id; tsv: text<TAB>class[,class]")
+    ev.add_argument("file", metavar="FILE", nargs="+",
+                    help="the labelled file; for --format xed the XED folder or its en-annotated.tsv/neu_en.txt")
+    ev.add_argument("--format", choices=("goemotions", "tsv", "xed"), default="goemotions",
+                    help="goemotions: text<TAB>ids<TAB>id; tsv: text<TAB>class[,class]; "
+                         "xed: XED's files as published (Plutchik ids mapped to 7 classes)")
+    ev.add_argument("--split", choices=("dev", "train", "all"), default="dev",
+                    help="with --format xed: our fixed split (seed 13, 15%% dev; default dev)")
+    ev.add_argument("--spoken", action="store_true",
+                    help="lowercase and strip punctuation from every text first, as a speech recogniser writes")
     ev.add_argument("--model", default=None, help="emostream-ekman (default), a model folder, or hf:PATH")
     ev.add_argument("--threads", type=int, default=None, help="inference threads")
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -67,7 +73,8 @@ def _eval(args: argparse.Namespace) -> int:
     from emostream.model.evaluation import run_eval, stderr_progress
 
     clf = load_classifier(args.model, threads=args.threads)
-    result = run_eval(args.file, args.format, clf, progress=None if args.quiet else stderr_progress)
+    result = run_eval(args.file, args.format, clf, progress=None if args.quiet else stderr_progress,
+                      split=args.split, spoken=args.spoken)
     print(json.dumps(result))
     sys.stdout.flush()
     return 0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from emostream.model.base import Classifier
-from emostream.model.data import read_examples
+from emostream.model.data import read_examples, spoken_style
 from emostream.model.labels import CLASSES, multi_hot
 from emostream.model.metrics import evaluate, thresholds_vector
 
@@ -29,15 +29,19 @@ def stderr_progress(done: int, total: int) -> None:
 
 
 def run_eval(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     fmt: str,
     clf: Classifier,
     chunk: int = 512,
     progress: Callable[[int, int], None] | None = None,
+    split: str = "dev",
+    spoken: bool = False,
 ) -> dict:
-    """Classify every row of ``path`` and return ``n, macro_f1, accuracy, per_class, model, utterances_per_s``."""
-    rows = read_examples(path, fmt)
-    texts = [r.text for r in rows]
+    """Classify every row of ``path`` and return ``n, macro_f1, accuracy, per_class, model, utterances_per_s``
+    (and the rest of :func:`evaluate`). ``split`` picks the XED split; ``spoken`` rewrites every text
+    the way a speech recogniser writes it (lowercase, no punctuation) before classifying."""
+    rows = read_examples(path, fmt, split=split)
+    texts = [spoken_style(r.text) if spoken else r.text for r in rows]
     gold = np.array([multi_hot(r.classes) for r in rows])
     parts = []
     start = time.perf_counter()
@@ -49,5 +53,9 @@ def run_eval(
     scores = np.concatenate(parts)
     result = evaluate(scores, gold, thresholds_vector(getattr(clf, "thresholds", None)))
     result["model"] = getattr(clf, "name", type(clf).__name__)
+    if fmt == "xed":
+        result["split"] = split
+    if spoken:
+        result["spoken_style"] = True
     result["utterances_per_s"] = round(len(texts) / elapsed, 1) if elapsed > 0 else None
     return result

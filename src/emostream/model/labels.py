@@ -73,6 +73,27 @@ def map_ids(ids: Iterable[int], names: tuple[str, ...], mapping: Mapping[str, st
     return map_labels(resolved, mapping)
 
 
+# XED (Öhman et al., COLING 2020) annotates Plutchik's eight emotions as ids 1..8; six of them are
+# Ekman classes. Anticipation (2) and trust (8) have none: a line with only those has no 7-class label.
+XED_EKMAN: dict[int, str] = {1: "anger", 3: "disgust", 4: "fear", 5: "joy", 6: "sadness", 7: "surprise"}
+XED_NO_CLASS: frozenset[int] = frozenset({2, 8})
+XED_NEUTRAL_ID = 9  # the id every line of XED's neutral file (neu_en.txt) carries
+
+
+def map_xed_ids(ids: Iterable[int]) -> tuple[str, ...]:
+    """Map XED Plutchik ids to the 7 classes (canonical order); anticipation/trust are dropped.
+
+    Returns ``()`` when only anticipation/trust remain; raises KeyError naming an id outside 1..8.
+    """
+    targets = set()
+    for i in ids:
+        if i in XED_EKMAN:
+            targets.add(XED_EKMAN[i])
+        elif i not in XED_NO_CLASS:
+            raise KeyError(i)
+    return tuple(c for c in CLASSES if c in targets)
+
+
 def multi_hot(classes: Iterable[str]) -> list[float]:
     """A 0/1 vector over CLASSES for a set of class names (unknown names raise KeyError)."""
     wanted = set(classes)
