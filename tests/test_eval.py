@@ -127,3 +127,48 @@ def test_run_eval_tsv_with_progress(tmp_path):
     # joy F1 1, neutral P .5 R 1 → .6667, others 0 → (1 + .6667) / 7
     assert result["macro_f1"] == pytest.approx((1 + 2 / 3) / 7, abs=1e-4)
     assert set(result) >= {"n", "macro_f1", "accuracy", "per_class", "model", "utterances_per_s"}
+
+
+def test_label_follows_the_thresholds_not_the_raw_argmax():
+    # the case: anger 0.486 passes its 0.40, disgust 0.567 misses its 0.60 → anger, not disgust
+    from emostream.model.metrics import top_classes
+    from emostream.model.onnx_backend import predictions_from_scores
+
+    t = {"anger": 0.4, "disgust": 0.6, "fear": 0.25, "joy": 0.475, "sadness": 0.4, "surprise": 0.45, "neutral": 0.225}
+    row = np.array([[0.4862, 0.5675, 0.0587, 0.0194, 0.0298, 0.0442, 0.1351]])
+    (pred,) = predictions_from_scores(row, t)
+    assert pred.label == "anger" and pred.labels == ("anger",)
+    assert CLASSES[top_classes(row, [t[c] for c in CLASSES])[0]] == "anger"
+    # no thresholds: 0.5 for every class, i.e. the plain argmax
+    assert predictions_from_scores(row)[0].label == "disgust"
+
+
+def test_label_and_labels_agree_with_what_eval_scores():
+    from emostream.model.metrics import top_classes
+    from emostream.model.onnx_backend import predictions_from_scores
+
+    rng = np.random.default_rng(3)
+    scores = rng.random((500, 7)) ** 2
+    t = rng.uniform(0.1, 0.9, 7)
+    preds = predictions_from_scores(scores, dict(zip(CLASSES, t)))
+    sets = predicted_sets(scores, t)
+    tops = top_classes(scores, t)
+    for pred, row_set, top in zip(preds, sets, tops):
+        assert pred.label == CLASSES[top] == pred.labels[0]
+        assert set(pred.labels) == {CLASSES[j] for j in np.flatnonzero(row_set)}
+    # eval's accuracy counts exactly these labels on single-label rows
+    gold = np.zeros((500, 7))
+    gold[np.arange(500), rng.integers(0, 7, 500)] = 1
+    expected = np.mean([p.label == CLASSES[int(g.argmax())] for p, g in zip(preds, gold)])
+    assert evaluate(scores, gold, t)["accuracy"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_weighted_f1_baseline_and_distribution():
+    scores = np.array([_row(anger=0.9), _row(joy=0.7), _row(neutral=0.8), _row(neutral=0.6)])
+    gold = np.zeros((4, 7))
+    gold[0, A] = gold[1, N] = gold[2, N] = gold[3, N] = 1
+    r = evaluate(scores, gold, [0.5] * 7)
+    # anger F1 1 (support 1), neutral P 1 R 2/3 → .8 (support 3), joy F1 0 (support 0)
+    assert r["weighted_f1"] == pytest.approx((1 * 1 + 0.8 * 3) / 4, abs=1e-4)
+    assert r["always_neutral_accuracy"] == 0.75 and r["n_single_label"] == 4
+    assert r["top1_vs_gold"]["predicted"]["neutral"] == 2 and r["top1_vs_gold"]["gold"]["neutral"] == 3

@@ -62,7 +62,8 @@ def test_batching_preserves_order_and_matches_one_by_one(clf):
     assert np.abs(batched - alone).max() < 1e-4
     reversed_ = clf.scores(texts[::-1])[::-1]
     assert np.abs(batched - reversed_).max() < 1e-4
-    assert [p.label for p in clf.classify(texts)] == [CLASSES[i] for i in batched.argmax(axis=1)]
+    margins = batched - np.array([clf.thresholds[c] for c in CLASSES])
+    assert [p.label for p in clf.classify(texts)] == [CLASSES[i] for i in margins.argmax(axis=1)]
     assert clf.classify([]) == []
 
 
@@ -134,3 +135,27 @@ def test_eval_command(tmp_path, capsys):
     bad.write_text("fine\t17\tx\nbroken\t99\tx\n")
     assert main(["eval", str(bad), "--format", "goemotions"]) == 2
     assert "bad.tsv:2: unknown label id 99" in capsys.readouterr().err
+
+
+def test_label_and_labels_follow_the_eval_rule(clf):
+    from emostream.model.metrics import predicted_sets, thresholds_vector, top_classes
+
+    texts = list(UTTERANCES) + ["this makes me furious", "Are you coming to the party tonight?"]
+    preds = clf.classify(texts)
+    scores = clf.scores(texts)
+    t = thresholds_vector(clf.thresholds)
+    sets = predicted_sets(scores, t)
+    for pred, top, row in zip(preds, top_classes(scores, t), sets):
+        assert pred.label == CLASSES[top] == pred.labels[0]
+        assert set(pred.labels) == {CLASSES[j] for j in np.flatnonzero(row)}
+    furious = preds[-2]
+    assert furious.scores["disgust"] > furious.scores["anger"]  # the raw argmax would say disgust
+    assert furious.label == "anger"
+
+
+def test_classify_json_has_labels(capsys):
+    assert main(["classify", "this makes me furious", "Are you coming to the party tonight?"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert list(lines[0]) == ["text", "label", "scores", "labels"]
+    assert lines[0]["labels"][0] == lines[0]["label"] == "anger"
+    assert all(set(d["labels"]) <= set(CLASSES) and d["labels"] for d in lines)

@@ -171,6 +171,7 @@ class EmotionEvent:
     latency_ms: float | None = None
     v: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in the documented field order."""
@@ -181,6 +182,7 @@ class EmotionEvent:
             "text": self.text,
             "label": self.label,
             "scores": {k: round(float(s), 4) for k, s in self.scores.items()},
+            **({"labels": list(self.labels)} if self.labels is not None else {}),
             "model": self.model,
             "source": self.source.to_dict(),
             "classified_at": self.classified_at,

@@ -10,14 +10,22 @@ from emostream.model.labels import CLASSES
 
 @dataclass(frozen=True)
 class Prediction:
-    """One text's result: the top class and a score for each of the 7 classes."""
+    """One text's result: the top class, every class the model says is present, and a score for
+    each of the 7 classes.
+
+    ``labels`` = the classes whose score reaches their threshold, largest margin first, or just the
+    top class when none does; ``label`` = ``labels[0]`` (the rule ``emostream eval`` scores, see
+    :func:`emostream.model.metrics.top_classes`). Empty ``labels`` (hand-made predictions) reads as ``[label]``.
+    """
 
     label: str
     scores: dict[str, float] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form: ``{"label": ..., "scores": {...}}`` with classes in canonical order."""
-        return {"label": self.label, "scores": {c: round(float(self.scores.get(c, 0.0)), 4) for c in CLASSES}}
+        """JSON-ready form: ``{"label": ..., "scores": {...}, "labels": [...]}``, classes in canonical order."""
+        return {"label": self.label, "scores": {c: round(float(self.scores.get(c, 0.0)), 4) for c in CLASSES},
+                "labels": list(self.labels or (self.label,))}
 
 
 @runtime_checkable

@@ -94,4 +94,4 @@ class HFClassifier:
 
     def classify(self, texts: list[str]) -> list[Prediction]:
         """Classify ``texts``; one Prediction per text, same order."""
-        return predictions_from_scores(self.scores(texts))
+        return predictions_from_scores(self.scores(texts), self.thresholds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from emostream.errors import ModelError
 from emostream.model.base import Prediction
 from emostream.model.labels import CLASSES
+from emostream.model.metrics import predicted_sets, thresholds_vector
 
 REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json")
 HEADS = ("sigmoid", "softmax")
@@ -45,12 +47,18 @@ def scores_from_logits(logits: np.ndarray, head: str) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def predictions_from_scores(scores: np.ndarray) -> list[Prediction]:
-    """One Prediction per row: label = highest-scoring class."""
+def predictions_from_scores(scores: np.ndarray, thresholds: Mapping[str, float] | None = None) -> list[Prediction]:
+    """One Prediction per row, decided as ``emostream eval`` scores it: ``labels`` = the predicted
+    set (classes at or over their threshold, else the top class), largest margin first; ``label`` =
+    the class with the largest score − threshold margin (no thresholds: 0.5 each, i.e. the argmax)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    t = thresholds_vector(thresholds)
+    sets = predicted_sets(scores, t)
     out = []
-    for row in scores:
-        top = int(row.argmax())
-        out.append(Prediction(CLASSES[top], {c: float(v) for c, v in zip(CLASSES, row)}))
+    for row, chosen in zip(scores, sets):
+        margin = row - t
+        labels = tuple(CLASSES[j] for j in sorted(np.flatnonzero(chosen), key=lambda j: -margin[j]))
+        out.append(Prediction(labels[0], {c: float(v) for c, v in zip(CLASSES, row)}, labels))
     return out
 
 
@@ -143,7 +151,7 @@ class OnnxClassifier:
 
     def classify(self, texts: list[str]) -> list[Prediction]:
         """Classify ``texts``; one Prediction per text, same order."""
-        return predictions_from_scores(self.scores(texts))
+        return predictions_from_scores(self.scores(texts), self.thresholds)
 
 
 def default_threads() -> int | None:

@@ -225,6 +225,7 @@ def process_batch(
                 text=t.text,
                 label=pred.label,
                 scores=dict(pred.scores),
+                labels=list(pred.labels) or None,
                 model=classifier.name,
                 source=rec.source,
                 classified_at=classified_at,
