@@ -137,7 +137,7 @@ def _restart_hint(args: argparse.Namespace) -> None:
 
 def _certs_show(args: argparse.Namespace) -> int:
     from emostream.errors import UsageError
-    from emostream.security.ca import describe
+    from emostream.cluster.tls import describe
 
     files = _files(args)
     found = {name: describe(p) for name, p in (("ca", files.ca.cert_path), ("broker", files.broker_pem)) if p.exists()}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from emostream.cluster.private import write_private
 from emostream.errors import ConfigError
 from emostream.kafka.configuration import SCRAM_MECHANISM, check_security_profile, read_security_profile
-from emostream.security.ca import write_private
 
 ADMIN_USER = "admin"
 SASL_MECHANISM = SCRAM_MECHANISM

@@ -19,6 +19,7 @@ from typing import Any
 
 from emostream.cluster import fetch
 from emostream.cluster.config import render_properties
+from emostream.cluster.private import write_private
 from emostream.cluster.state import resolve_client
 from emostream.config import DEVICE_KEYS_TOPIC, cache_dir, device_events_topic
 from emostream.errors import KafkaClientError, UsageError
@@ -27,7 +28,6 @@ from emostream.kafka.configuration import ClientConfig, read_security_profile
 from emostream.kafka.errors import client_error
 from emostream.kafka.producer import idempotent_producer, produce
 from emostream.kafka.security import AclSpec, SecurityAdmin
-from emostream.security.ca import write_private
 from emostream.security.profile import client_profile, java_client_properties
 from emostream.security.roles import check_user_id, edge_group, principal, role_acls
 from emostream.signing import KeyRecord, generate_key
