@@ -21,14 +21,24 @@ def test_run_model_bench_fields():
     assert result["model"] == "emostream-ekman"
     assert [b["batch_size"] for b in result["batches"]] == [1, 8]
     for b in result["batches"]:
-        assert b["utterances_per_s"] > 0 and b["p99_ms"] >= b["p50_ms"] > 0
+        assert b["utterances_per_s"] > 0 and b["p99_ms"] >= b["p50_ms"] > 0 and b["cpu_ms_per_call"] > 0
     assert result["naive_utterances_per_s"] is None and "naive-model" in result["naive_note"]
     assert result["speedup_vs_naive"] is None
     assert result["cold_start_s"] > 0
     assert result["host"]["cpu_count"] >= 1 and result["host"]["onnxruntime"]
+    assert result["ort_spinning"] is False  # off unless EMOSTREAM_MODEL_SPINNING=1
 
 
 def test_bench_model_command_json(capsys):
     assert main(["bench", "model", "--json", "--batch-sizes", "4", "--count", "8", "--no-naive"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["batches"][0]["batch_size"] == 4 and result["naive_note"].startswith("skipped")
+
+
+def test_spinning_is_a_session_option(monkeypatch):
+    from emostream.model import load_classifier
+
+    assert load_classifier(None, threads=1).spinning is False
+    monkeypatch.setenv("EMOSTREAM_MODEL_SPINNING", "1")
+    clf = load_classifier(None, threads=1)
+    assert clf.spinning is True and clf.classify(["hello there"])[0].label

@@ -41,20 +41,24 @@ def texts_for(count: int) -> list[str]:
 
 
 def measure_batches(clf, batch_size: int, count: int) -> dict:
-    """Run ``count`` utterances through ``clf`` in calls of ``batch_size``; per-call latency stats."""
+    """Run ``count`` utterances through ``clf`` in calls of ``batch_size``; per-call latency stats and
+    the process CPU time per call (all threads: what the classifier takes from other work on the host)."""
     texts = texts_for(count)
     clf.classify(texts[:batch_size])  # warm-up: first-run allocations are not steady state
     latencies = []
+    cpu_start = time.process_time()
     start = time.perf_counter()
     for i in range(0, count, batch_size):
         t0 = time.perf_counter()
         clf.classify(texts[i : i + batch_size])
         latencies.append((time.perf_counter() - t0) * 1000)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
     return {"batch_size": batch_size, "utterances_per_s": round(count / elapsed, 1),
-            "p50_ms": round(statistics.median(latencies), 2), "p99_ms": round(p99, 2)}
+            "p50_ms": round(statistics.median(latencies), 2), "p99_ms": round(p99, 2),
+            "cpu_ms_per_call": round(cpu * 1000 / len(latencies), 2)}
 
 
 def naive_throughput(spec: str, threads: int | None, count: int) -> tuple[float | None, str | None]:
@@ -105,6 +109,7 @@ def run_model_bench(args: argparse.Namespace) -> dict:
         "batches": batches,
         "cold_start_s": cold,
         "threads": threads,
+        "ort_spinning": getattr(clf, "spinning", None),
         "utterance_words": {"min": min(len(u.split()) for u in UTTERANCES), "max": max(len(u.split()) for u in UTTERANCES)},
         "host": _host(),
     }

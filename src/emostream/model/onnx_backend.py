@@ -65,9 +65,11 @@ def predictions_from_scores(scores: np.ndarray, thresholds: Mapping[str, float] 
 class OnnxClassifier:
     """Runs a model folder with ONNX Runtime. Thread-safe for concurrent ``classify`` calls."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None, batch_size: int = 32, name: str | None = None):
+    def __init__(self, folder: str | Path, threads: int | None = None, batch_size: int = 32, name: str | None = None,
+                 spinning: bool | None = None):
         """Load ``folder``; ``threads`` = intra-op threads (default: ORT's choice = physical cores);
-        ``batch_size`` = texts per ORT run (each run padded only to its own longest text)."""
+        ``batch_size`` = texts per ORT run (each run padded only to its own longest text);
+        ``spinning`` = let idle ORT threads busy-wait for work (default: off, or ``EMOSTREAM_MODEL_SPINNING=1``)."""
         import onnxruntime as ort  # deferred so importing emostream.model stays cheap
         from tokenizers import Tokenizer
 
@@ -97,6 +99,11 @@ class OnnxClassifier:
         if threads:
             options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+        # ORT's pool threads spin after each run waiting for more work: on a shared 2-core host (the
+        # worker, Kafka and other processes) that burns CPU others need. Off unless asked for.
+        self.spinning = default_spinning() if spinning is None else bool(spinning)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Weight-only int8 models store DequantizeLinear(int8 constant); this lets ORT fold those
         # into fp32 weights once at load instead of keeping QDQ pairs around (no effect on fp32 models).
@@ -152,6 +159,11 @@ class OnnxClassifier:
     def classify(self, texts: list[str]) -> list[Prediction]:
         """Classify ``texts``; one Prediction per text, same order."""
         return predictions_from_scores(self.scores(texts), self.thresholds)
+
+
+def default_spinning() -> bool:
+    """ORT thread spinning from ``EMOSTREAM_MODEL_SPINNING`` (``1`` = on); off by default."""
+    return os.environ.get("EMOSTREAM_MODEL_SPINNING", "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 def default_threads() -> int | None:
