@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from emostream.cluster.state import ClusterState, resolve_client, save_state
+from emostream.cluster.state import ClusterState, save_state
 from emostream.config import FALLBACK_BOOTSTRAP, resolve_bootstrap
+from emostream.kafka.configuration import ClientConfig
 
 
 @pytest.fixture
@@ -23,24 +24,25 @@ def local_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return state.bootstrap(directory)
 
 
-def test_config_alone_never_reads_the_local_cluster(local_cluster: str) -> None:
+def test_config_alone_reads_no_file(local_cluster: str) -> None:
     assert resolve_bootstrap() == FALLBACK_BOOTSTRAP
     assert resolve_bootstrap(local=lambda: "l:1") == "l:1"
 
 
 def test_the_local_cluster_comes_after_flag_profile_and_environment(
         local_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_client().bootstrap == local_cluster
-    assert resolve_client("flag:1").bootstrap == "flag:1"
+    assert local_cluster == "127.0.0.1:31000,127.0.0.1:31001"
+    assert ClientConfig.resolve().bootstrap == local_cluster
+    assert ClientConfig.resolve("flag:1").bootstrap == "flag:1"
     profile = tmp_path / "p.json"
     profile.write_text(json.dumps({"bootstrap": "profile:1"}))
-    assert resolve_client(None, str(profile)).bootstrap == "profile:1"
+    assert ClientConfig.resolve(None, str(profile)).bootstrap == "profile:1"
     monkeypatch.setenv("EMOSTREAM_BOOTSTRAP", "env:1")
-    assert resolve_client().bootstrap == "env:1"
+    assert ClientConfig.resolve().bootstrap == "env:1"
 
 
 def test_no_local_cluster_means_localhost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EMOSTREAM_BOOTSTRAP", raising=False)
     monkeypatch.delenv("EMOSTREAM_SECURITY_PROFILE", raising=False)
     monkeypatch.setenv("EMOSTREAM_CLUSTER_DIR", str(tmp_path / "none"))
-    assert resolve_client().bootstrap == FALLBACK_BOOTSTRAP
+    assert ClientConfig.resolve().bootstrap == FALLBACK_BOOTSTRAP

@@ -2,7 +2,8 @@
 
 Precedence is flag > environment > default. Nothing here reads files or touches Kafka, and this
 module imports nothing else of ours (it is the bottom layer, see docs/architecture.md): the
-local cluster's address, which needs ``cluster.json``, is passed in by the cluster layer.
+local cluster publishes its address in :func:`local_bootstrap_path`, which the cluster layer
+writes and ``kafka.configuration`` reads.
 """
 
 from __future__ import annotations
@@ -59,9 +60,14 @@ def default_cluster_dir() -> Path:
     return Path(os.environ.get("EMOSTREAM_CLUSTER_DIR") or home_dir() / "cluster")
 
 
+def local_bootstrap_path(cluster_dir: Path | None = None) -> Path:
+    """The file in which the local cluster (``kafka up``) publishes its bootstrap servers."""
+    return (cluster_dir or default_cluster_dir()) / "bootstrap"
+
+
 def resolve_bootstrap(flag: str | None = None, local: Callable[[], str | None] | None = None) -> str:
     """Bootstrap servers: the flag, else ``EMOSTREAM_BOOTSTRAP``, else ``local()`` (the local
-    cluster's, see :func:`emostream.cluster.state.resolve_client`), else localhost:9092."""
+    cluster's, as :class:`emostream.kafka.configuration.ClientConfig` reads it), else localhost:9092."""
     if flag:
         return flag
     env = os.environ.get("EMOSTREAM_BOOTSTRAP")

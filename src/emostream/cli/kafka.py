@@ -181,10 +181,10 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _admin(args: argparse.Namespace):
-    from emostream.cluster.state import resolve_client
     from emostream.kafka.admin import Admin
+    from emostream.kafka.configuration import ClientConfig
 
-    return Admin(resolve_client(args.bootstrap, args.security_profile))
+    return Admin(ClientConfig.resolve(args.bootstrap, args.security_profile))
 
 
 def _create(args: argparse.Namespace) -> int:

@@ -75,7 +75,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from emostream.cluster.state import resolve_client
+    from emostream.kafka.configuration import ClientConfig
     from emostream.worker import Worker, WorkerSettings
     from emostream.worker.health import HealthServer
     from emostream.worker.logs import setup_logging
@@ -83,7 +83,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     _check(args)
     setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
-    client = resolve_client(args.bootstrap, args.security_profile)
+    client = ClientConfig.resolve(args.bootstrap, args.security_profile)
     identity = args.identity
     if identity == "auto":
         identity = "signed" if client.security.get("sasl.mechanisms") else "key"

@@ -41,7 +41,7 @@ from emostream.cluster.config import (
 )
 from emostream.cluster.material import SecurityFiles, admin_password, ensure_cluster_material, scram_format_args
 from emostream.cluster.private import private_dir, write_private
-from emostream.cluster.state import ClusterState, load_state, save_state
+from emostream.cluster.state import ClusterState, load_state, publish_bootstrap, save_state
 from emostream.config import cache_dir
 from emostream.errors import ClusterError, KafkaClientError, PortInUseError, UsageError
 
@@ -243,6 +243,7 @@ class LocalCluster:
             if changed:
                 state = ClusterState(**{**state.__dict__, **changed})
                 save_state(self.dir, state)
+            publish_bootstrap(self.dir, state)  # a cluster made before the file existed
         if reauth_s is not None and not state.secure:
             raise UsageError(f"--reauth-s is for secure clusters; the cluster in {self.dir} is not secure")
         if state.secure:

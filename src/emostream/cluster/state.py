@@ -8,9 +8,8 @@ from pathlib import Path
 
 from emostream.cluster.config import DEFAULT_REAUTH_S, NodeSpec, local_nodes, secure_node
 from emostream.cluster.private import private_dir, write_private
-from emostream.config import default_cluster_dir
+from emostream.config import local_bootstrap_path
 from emostream.errors import ClusterError
-from emostream.kafka.configuration import ClientConfig
 
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
@@ -55,26 +54,16 @@ def load_state(directory: Path) -> ClusterState | None:
 
 
 def save_state(directory: Path, state: ClusterState) -> None:
-    """Write the state atomically (0600; a new folder is made 0700)."""
+    """Write the state atomically (0600; a new folder is made 0700), and publish the bootstrap."""
     private_dir(directory)
     write_private(directory / STATE_FILE, (json.dumps(asdict(state), indent=2) + "\n").encode())
+    publish_bootstrap(directory, state)
 
 
-def read_bootstrap(directory: Path) -> str | None:
-    """Bootstrap servers of the cluster made in ``directory``, or None."""
-    try:
-        state = load_state(directory)
-    except ClusterError:
-        return None
-    return state.bootstrap(directory) if state else None
-
-
-def local_bootstrap(directory: Path | None = None) -> str | None:
-    """Bootstrap servers of the local cluster (``kafka up``'s folder by default), or None."""
-    return read_bootstrap(directory or default_cluster_dir())
-
-
-def resolve_client(bootstrap: str | None = None, security_profile: str | None = None) -> ClientConfig:
-    """Client settings from flags and environment, the local cluster being the last bootstrap
-    before localhost:9092 (precedence: flag, profile, ``EMOSTREAM_BOOTSTRAP``, local cluster)."""
-    return ClientConfig.resolve(bootstrap, security_profile, local=local_bootstrap)
+def publish_bootstrap(directory: Path, state: ClusterState) -> None:
+    """Write the clients' address where :func:`emostream.kafka.configuration.read_local_bootstrap`
+    finds it (it cannot read ``cluster.json``: the kafka layer knows nothing of clusters)."""
+    path = local_bootstrap_path(directory)
+    wanted = state.bootstrap(directory) + "\n"
+    if not path.exists() or path.read_text() != wanted:
+        write_private(path, wanted.encode())

@@ -33,12 +33,12 @@ class Dashboard:
         history_minutes: float = DEFAULT_HISTORY_MINUTES,
     ) -> None:
         from emostream.dashboard.reader import KafkaReader  # the only piece that needs confluent-kafka
-        from emostream.cluster.state import resolve_client
+        from emostream.kafka.configuration import ClientConfig
 
         self.state = DashboardState(history_minutes=history_minutes)
         self.reader = KafkaReader(
             self.state,
-            resolve_client(bootstrap, security_profile),
+            ClientConfig.resolve(bootstrap, security_profile),
             topic,
             dlq if dlq is not None else dlq_topic(TRANSCRIPTS_TOPIC),
             group=group,

@@ -19,7 +19,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from emostream.config import resolve_bootstrap
+from emostream.config import local_bootstrap_path, resolve_bootstrap
 from emostream.errors import ConfigError
 
 _rdkafka_log = logging.getLogger("emostream.kafka.librdkafka")
@@ -73,8 +73,9 @@ class ClientConfig:
     def resolve(cls, bootstrap: str | None = None, security_profile: str | None = None, *,
                 local: Callable[[], str | None] | None = None) -> "ClientConfig":
         """From CLI flags / environment: the flag, else the profile's bootstrap, else
-        :func:`resolve_bootstrap` with ``local`` (the local cluster's address; commands get it
-        through :func:`emostream.cluster.state.resolve_client`); see :func:`security_profile_path`."""
+        ``EMOSTREAM_BOOTSTRAP``, else ``local()`` (default: the local cluster's published address,
+        :func:`read_local_bootstrap`), else localhost:9092; see :func:`security_profile_path`."""
+        local = local or read_local_bootstrap
         path = security_profile_path(security_profile)
         if path is None:
             return cls(bootstrap=bootstrap or resolve_bootstrap(None, local))
@@ -83,6 +84,15 @@ class ClientConfig:
         check_librdkafka(security)
         return cls(bootstrap=bootstrap or profile.get("bootstrap") or resolve_bootstrap(None, local),
                    security=security, signing_key=profile.get("signing_key"))
+
+
+def read_local_bootstrap(cluster_dir: Path | None = None) -> str | None:
+    """The bootstrap servers the local cluster (``kafka up``) published, or None when there is none."""
+    try:
+        text = local_bootstrap_path(cluster_dir).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
 
 
 # librdkafka before 2.6.1 sends SCRAM client-final messages that Kafka 4.x brokers reject as

@@ -20,7 +20,6 @@ from typing import Any
 from emostream.cluster import fetch
 from emostream.cluster.config import render_properties
 from emostream.cluster.private import write_private
-from emostream.cluster.state import resolve_client
 from emostream.config import DEVICE_KEYS_TOPIC, cache_dir, device_events_topic
 from emostream.errors import KafkaClientError, UsageError
 from emostream.kafka.admin import Admin
@@ -74,7 +73,7 @@ class _Cluster:
     """The admin's connections for one command: ACLs/credentials, topics, and its client settings."""
 
     def __init__(self, admin_profile: Path, bootstrap: str | None) -> None:
-        self.client = resolve_client(bootstrap, str(admin_profile))
+        self.client = ClientConfig.resolve(bootstrap, str(admin_profile))
         self.security = SecurityAdmin(self.client)
         self.topics = Admin(self.client)
 
@@ -163,7 +162,7 @@ def write_key_record(client: ClientConfig, record: KeyRecord, timeout_s: float =
 
 def list_users(admin_profile: Path, bootstrap: str | None = None) -> list[UserInfo]:
     """Every user with a credential or an ACL."""
-    admin = SecurityAdmin(resolve_client(bootstrap, str(admin_profile)))
+    admin = SecurityAdmin(ClientConfig.resolve(bootstrap, str(admin_profile)))
     names = set(admin.scram_users())
     by_user: dict[str, list[AclSpec]] = {}
     for who, spec in admin.acls():
