@@ -13,7 +13,7 @@ yaml = pytest.importorskip("yaml", reason="pyyaml is part of the test extra")
 from emostream.cluster.config import ClusterSettings, compose_nodes, container_env, default_min_insync, default_replication, server_properties
 from emostream.cluster.fetch import KAFKA_VERSION
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP, pipeline_topics
-from emostream.topics import DEFAULT_PARTITIONS
+from emostream.topics import DEFAULT_PARTITIONS, plan_dedupe, plan_key_registry, plan_topic
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
@@ -36,12 +36,13 @@ def test_compose_kafka_environment_is_what_our_generator_writes() -> None:
 
 def test_kubernetes_topics_match_topics_ensure() -> None:
     topics = {d["metadata"]["name"]: d["spec"] for d in _docs(DEPLOY / "k8s" / "topics.yaml")}
-    assert set(topics) == set(pipeline_topics())
-    for spec in topics.values():
-        assert spec["partitions"] == DEFAULT_PARTITIONS
-        assert spec["replicas"] == default_replication(3)
-        assert spec["config"]["min.insync.replicas"] == default_min_insync(spec["replicas"])
-        assert spec["config"]["unclean.leader.election.enable"] is False
+    plans = [plan_topic(name, 3) for name in pipeline_topics()]
+    plans += [plan_key_registry(3), plan_dedupe(TRANSCRIPTS_TOPIC, DEFAULT_PARTITIONS, 3)]
+    assert set(topics) == {p.name for p in plans}
+    for plan in plans:
+        spec = topics[plan.name]
+        assert (spec["partitions"], spec["replicas"]) == (plan.partitions, plan.replication)
+        assert {k: str(v).lower() for k, v in spec["config"].items()} == {k: str(v).lower() for k, v in plan.configs.items()}
 
 
 def test_strimzi_cluster_matches_local_durability_settings() -> None:

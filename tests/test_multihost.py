@@ -33,7 +33,7 @@ from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer
-from emostream.topics import create_topic, plan_topic
+from emostream.topics import create_topic, plan_dedupe, plan_topic
 from tests.netns_lab import NetnsLab, netns_unavailable
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -291,6 +291,7 @@ def _pipeline_topics(cluster: LabCluster, tag: str) -> tuple[str, str]:
     source, target = f"stt.transcripts.{tag}", f"emotion.events.{tag}"
     for name in (source, target, f"{source}.dlq"):
         create_topic(admin, plan_topic(name, BROKERS, partitions=6))
+    create_topic(admin, plan_dedupe(source, 6, BROKERS))
     return source, target
 
 

@@ -18,7 +18,7 @@ from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer, produce
 from emostream.model.base import Prediction
 from emostream.model.labels import CLASSES
-from emostream.topics import create_topic, plan_topic
+from emostream.topics import create_topic, plan_dedupe, plan_topic
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -79,10 +79,7 @@ def make_topics(bootstrap: str, base: str, partitions: int = 6, replication: int
     names = (f"{base}.src", f"{base}.out", f"{base}.src.dlq")
     for name in names:
         create_topic(admin, plan_topic(name, live, partitions, min(replication, live)))
-    # The worker's dedupe changelog: one partition per source partition, compacted (see topics ensure).
-    changelog = plan_topic(f"{base}.src.dedupe", live, partitions, min(replication, live))
-    changelog.configs.update({"cleanup.policy": "compact,delete", "retention.ms": str(24 * 3600 * 1000)})
-    create_topic(admin, changelog)
+    create_topic(admin, plan_dedupe(names[0], partitions, live, min(replication, live)))  # the worker's dedupe changelog
     return names
 
 
