@@ -83,12 +83,14 @@ def _worker_available() -> bool:
 def _create_topics(bootstrap: str, names: list[str]) -> Any:
     from emostream.kafka.admin import Admin
     from emostream.kafka.configuration import ClientConfig
-    from emostream.topics import create_topic, plan_topic
+    from emostream.topics import create_topic, plan_dedupe, plan_topic
 
     admin = Admin(ClientConfig(bootstrap))
     live = admin.live_brokers()
     for name in names:
         create_topic(admin, plan_topic(name, live, partitions=3))
+    # The worker's durable dedupe changelog for the source topic (``topics ensure`` makes it too).
+    create_topic(admin, plan_dedupe(names[0], 3, live))
     return admin
 
 
@@ -174,7 +176,7 @@ def test_dashboard_shows_devices_from_kafka(browser: Any, bootstrap: str, unique
             stop(worker, timeout=30)
         dashboard.stop()
         producer.flush(5)
-        admin.delete_topics([source, target, dlq])
+        admin.delete_topics([source, target, dlq, f"{source}.dedupe"])
 
 
 # ---- without Kafka: reconnect and load ------------------------------------------------------
