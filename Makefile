@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := test,edge
 
-.PHONY: install kafka sysdeps demo test clean
+.PHONY: install kafka sysdeps demo test test-quick clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ demo: install kafka
 
 test: install sysdeps kafka
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The edit-run loop: no brokers, no fault injection (every test that uses a cluster is marked kafka).
+test-quick: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not kafka and not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

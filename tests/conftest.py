@@ -1,9 +1,14 @@
-"""Shared fixtures. ``kafka_cluster`` is a real 3-broker KRaft cluster started by our own code."""
+"""Shared fixtures. ``kafka_cluster`` is a real 3-broker KRaft cluster started by our own code.
+
+It boots in the background from the session's first test, and the modules that need brokers run
+after those that do not, so the brokers start while the quick tests run.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,14 +43,68 @@ def start_cluster(directory: Path, brokers: int) -> LocalCluster:
     return cluster
 
 
-@pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A real 3-broker cluster shared by the whole session; stopped at the end."""
-    cluster = start_cluster(tmp_path_factory.mktemp("kafka3"), 3)
+def _uses_session_cluster(item: pytest.Item) -> bool:
+    return "kafka_cluster" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the marks added here must count
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the session cluster ``kafka`` (even when its module forgot), so
+    ``make test-quick`` (``-m "not kafka and not slow"``) never starts brokers; then move the
+    modules with ``kafka`` tests after the others, keeping each module's own order."""
+    for item in items:
+        if _uses_session_cluster(item):
+            item.add_marker(pytest.mark.kafka)
+    kafka_modules = {item.module for item in items if item.get_closest_marker("kafka") is not None}
+    items[:] = sorted(items, key=lambda item: item.module in kafka_modules)  # stable: order within kept
+
+
+class _Boot:
+    """The session cluster, starting in a thread; :meth:`wait` hands it over or raises why it failed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.cluster: LocalCluster | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(directory,), name="kafka-session-boot", daemon=True)
+        self._thread.start()
+
+    def _run(self, directory: Path) -> None:
+        try:
+            self.cluster = start_cluster(directory, 3)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in wait(), in the test that needs it
+            self.error = exc
+
+    def wait(self) -> LocalCluster:
+        self._thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"the session's Kafka cluster did not start: {self.error}") from self.error
+        assert self.cluster is not None
+        return self.cluster
+
+    def close(self) -> None:
+        self._thread.join()
+        if self.cluster is not None:
+            self.cluster.down()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kafka_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Boot | None]:
+    """Start the session cluster at the first test when any selected test will use it."""
+    if not any(_uses_session_cluster(item) for item in request.session.items):
+        yield None
+        return
+    boot = _Boot(tmp_path_factory.mktemp("kafka3"))
     try:
-        yield cluster
+        yield boot
     finally:
-        cluster.down()
+        boot.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(_kafka_boot: _Boot | None) -> LocalCluster:
+    """A real 3-broker cluster shared by the whole session; stopped at the end."""
+    assert _kafka_boot is not None, "kafka_cluster requested by a test the collection did not see"
+    return _kafka_boot.wait()
 
 
 @pytest.fixture(scope="session")
