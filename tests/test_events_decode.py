@@ -199,3 +199,11 @@ def test_dead_letter_headers_never_raise() -> None:
 def test_derived_id_is_outside_the_claimable_alphabet() -> None:
     with pytest.raises(InvalidEvent):
         check_utterance_id("@stt.transcripts-3-1041")
+
+
+def test_dead_letter_message_is_at_most_1000_bytes_of_valid_utf8() -> None:
+    from emostream.events import SourceRef, dead_letter_headers
+
+    headers = dict(dead_letter_headers("invalid_text", "é" * 2000 + "\ud800", SourceRef("t", 0, 1)))
+    assert len(headers["error.message"]) <= 1000
+    assert headers["error.message"].decode("utf-8") == "é" * 500

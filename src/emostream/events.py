@@ -445,7 +445,9 @@ def _checked(t: Transcript, max_text_bytes: int) -> Transcript:
 
 
 def _header_value(value: object, limit: int) -> bytes:
-    return str(value)[:limit].encode("utf-8", "replace")
+    """At most ``limit`` bytes of UTF-8, cut on a character boundary (lone surrogates become '?')."""
+    raw = str(value).encode("utf-8", "replace")
+    return raw[:limit].decode("utf-8", "ignore").encode("utf-8") if len(raw) > limit else raw
 
 
 def dead_letter_headers(error_type: str, message: str, source: SourceRef) -> list[tuple[str, bytes]]:
