@@ -1,10 +1,11 @@
-"""``emostream bench model|pipeline``: benchmarks that print JSON."""
+"""``emostream bench model|pipeline|edge``: benchmarks that print JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -33,6 +34,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pipeline.add_argument("--batch-max", type=int, default=None, help="worker micro-batch size")
     pipeline.set_defaults(func=_run_pipeline)
 
+    edge = targets.add_parser("edge", help="the microphone path (VAD → Whisper → spool) on a generated recording")
+    edge.add_argument("--json", action="store_true", help="print only the JSON result")
+    edge.add_argument("--fast", action="store_true",
+                      help="replay as fast as possible (throughput only: no latency or idle figures)")
+    edge.add_argument("--sentences", type=int, default=None, help="spoken sentences (default 24)")
+    edge.add_argument("--threads", type=int, default=None, help="Whisper CPU threads (default: up to 4)")
+    edge.add_argument("--stop-silence", type=float, default=0.5, help="VAD stop silence in seconds (default 0.5)")
+    edge.add_argument("--keep", type=Path, default=None, metavar="WAV", help="also save the generated recording here")
+    edge.set_defaults(func=_run_edge)
+
 
 def _print(result: dict, as_json: bool) -> None:
     text = json.dumps(result, indent=None if as_json else 2)
@@ -44,6 +55,15 @@ def _run_model(args: argparse.Namespace) -> int:
     from emostream.bench.model import run_model_bench
 
     _print(run_model_bench(args), args.json)
+    return 0
+
+
+def _run_edge(args: argparse.Namespace) -> int:
+    from emostream.bench.edge import SENTENCES, EdgeBenchOptions, run_edge_bench
+
+    opts = EdgeBenchOptions(realtime=not args.fast, sentences=args.sentences or len(SENTENCES), threads=args.threads,
+                            stop_silence_s=args.stop_silence, keep=args.keep)
+    _print(run_edge_bench(opts), args.json)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``emostream edge send|flush|spool status|listen|watch|simulate``: the device side."""
+"""``emostream edge send|flush|spool status|listen|watch|mic|simulate``: the device side."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     send.add_argument("--device", required=True, help="this device's id (the record key)")
     src = send.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", metavar="T", help="a transcript (repeatable)")
-    src.add_argument("--wav", nargs="+", metavar="F", help="WAV files to transcribe, one transcript each")
+    src.add_argument("--wav", nargs="+", metavar="F",
+                     help="audio files to transcribe (WAV, FLAC, OGG, MP3…, any rate), one transcript each")
     src.add_argument("--stdin", action="store_true", help="one transcript per input line; runs until end of input")
     send.add_argument("--stt", choices=("auto", "whisper", "pocketsphinx"), default="auto",
                       help="speech-to-text engine for --wav (default auto: whisper, else pocketsphinx)")
@@ -61,12 +62,39 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     listen.add_argument("--idle-timeout", type=float, default=None, help="stop after S seconds without events")
     listen.set_defaults(func=_listen)
 
-    watch = ops.add_parser("watch", parents=[common, spooling], help="send each new WAV in a folder once, then move it to done/")
+    watch = ops.add_parser("watch", parents=[common, spooling],
+                           help="send each new audio file in a folder once, then move it to done/")
     watch.add_argument("--device", required=True, help="this device's id")
     watch.add_argument("--dir", type=Path, required=True, help="folder to watch")
     watch.add_argument("--stt", choices=("auto", "whisper", "pocketsphinx"), default="auto", help="speech-to-text engine")
     watch.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing before it is read")
     watch.set_defaults(func=_watch)
+
+    mic = ops.add_parser("mic", parents=[common, spooling],
+                         help="live microphone: voice activity cuts utterances, each one → STT → spool → Kafka")
+    mic.add_argument("--device", required=True, help="this device's id (the record key)")
+    mic.add_argument("--input", default="default", metavar="ALSA_DEVICE",
+                     help="capture device for 'arecord -D' (default 'default'; see 'arecord -l', e.g. plughw:1,0)")
+    mic.add_argument("--stt", choices=("auto", "whisper", "pocketsphinx"), default="auto",
+                     help="speech-to-text engine (default auto: whisper, else pocketsphinx)")
+    mic.add_argument("--from-wav", type=Path, default=None, metavar="FILE",
+                     help="replay an audio file through the same path instead of the microphone; ends when it is consumed")
+    mic.add_argument("--realtime", action="store_true", help="with --from-wav: pace the replay in real time")
+    mic.add_argument("--json", action="store_true", help="print one JSON summary at the end (stdout)")
+    mic.add_argument("--vad-start", type=float, default=0.5, help="speech probability that starts speech (default 0.5)")
+    mic.add_argument("--vad-stop", type=float, default=0.35,
+                     help="speech probability below which speaking frames count as silence (default 0.35)")
+    mic.add_argument("--min-speech", type=float, default=0.25, help="shorter speech bursts are dropped (s, default 0.25)")
+    mic.add_argument("--stop-silence", type=float, default=0.5,
+                     help="silence that ends an utterance (s, default 0.5); shorter pauses never cut")
+    mic.add_argument("--max-utterance", type=float, default=12.0,
+                     help="longer speech is cut at its quietest recent frame (s, default 12)")
+    mic.add_argument("--queue-max", type=int, default=8,
+                     help="utterances waiting for STT; beyond it the oldest is dropped (default 8)")
+    mic.add_argument("--threads", type=int, default=None, help="Whisper CPU threads (default: up to 4)")
+    mic.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    mic.add_argument("-v", "--verbose", action="store_true", help="log every dropped segment and its reason")
+    mic.set_defaults(func=_mic)
 
     sim = ops.add_parser("simulate", parents=[common], help="many fake devices sending realistic utterances")
     sim.add_argument("--devices", type=int, default=10, help="number of devices (default 10)")
@@ -272,6 +300,64 @@ def _watch(args: argparse.Namespace) -> int:
         sender.drain(min(args.wait, 5.0))
         sender.close()
         spool.close()
+    return 0
+
+
+def _mic(args: argparse.Namespace) -> int:
+    import signal
+
+    from emostream.edge.mic import (WHISPER_OPTIONS, ArecordSource, FileSource, MicMetrics, MicPipeline, MicSettings,
+                                    SenderSink, log_to_stderr, warm_up)
+    from emostream.edge.sender import SpoolingSender
+    from emostream.edge.stt import load_engine
+    from emostream.edge.vad import SileroVad, VadSettings
+    from emostream.errors import UsageError
+
+    log_to_stderr(args.verbose)
+    if args.realtime and args.from_wav is None:
+        raise UsageError("--realtime paces a replay: it needs --from-wav FILE")
+    vad_settings = VadSettings(start_threshold=args.vad_start, stop_threshold=args.vad_stop, min_speech_s=args.min_speech,
+                               stop_silence_s=args.stop_silence, max_utterance_s=args.max_utterance)
+    settings = MicSettings(args.device, vad_settings, queue_max=args.queue_max).check()
+    client = _client(args)
+    signer = _signer(client)
+    source = FileSource(args.from_wav, realtime=args.realtime) if args.from_wav else ArecordSource(args.input)
+    vad = SileroVad()
+    engine = load_engine(args.stt, **WHISPER_OPTIONS, **({"threads": args.threads} if args.threads else {}))
+    warm_up(engine)
+    metrics = MicMetrics()
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    spool = _open_spool(args, args.device)
+    try:
+        sender = SpoolingSender(client, spool, signer=signer)
+        try:
+            def heard(t, item) -> None:
+                u = item.utterance
+                print(f"{u.start_s:7.2f}-{u.end_s:7.2f}s {t.text!r} (spooled {t.utterance_id})", file=sys.stderr, flush=True)
+
+            pipeline = MicPipeline(source, vad, engine, SenderSink(sender, args.topic, args.wait), settings,
+                                   metrics=metrics, on_transcript=heard)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: pipeline.stop())
+            print(f"listening on {source.name} (device {args.device}, engine {engine.name})", file=sys.stderr)
+            sender.pump()  # what an earlier run left behind goes first
+            result = pipeline.run()
+            result.waiting = sender.drain(args.wait if args.from_wav else min(args.wait, 5.0))
+        finally:
+            sender.close()
+    finally:
+        spool.close()
+    _warn_rejected(sender.stats, spool.path)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "acked": sender.stats.acked}))
+    else:
+        summary = result.to_dict()
+        print(f"{summary['utterances']} transcript(s) from {summary['audio_s']:.1f}s of audio, dropped {summary['dropped']}, "
+              f"real-time factor {summary['rtf']:.2f}, p95 end of speech → spooled {summary['p95_speech_end_to_spooled_ms']} ms; "
+              f"{result.waiting} waiting in {spool.path}")
     return 0
 
 

