@@ -291,6 +291,7 @@ class Worker:
             self._progress.pop(tp, None)
             self._stalled.discard(tp)
             self.metrics.forget_partition(*tp)
+        self._poisoned = {src: why for src, why in self._poisoned.items() if (src.topic, src.partition) not in gone}
         log.info("revoked %s (dropped %d polled, unprocessed records)", _names(partitions), before - len(self._pending))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
