@@ -205,6 +205,7 @@ def test_page_shows_dropped_stream_and_reconnects(browser: Any) -> None:
         srv.stop()
 
 
+@pytest.mark.slow  # 10 s of load by design: kept out of make test-quick, run by make test
 def test_page_stays_responsive_under_load(browser: Any) -> None:
     """100 devices x 10 events/s for 10 s through the aggregation and SSE; the page must keep answering."""
     devices, rate, seconds = 100, 10, 10.0
