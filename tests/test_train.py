@@ -98,3 +98,72 @@ def test_bad_sweep_and_missing_data(tmp_path):
     base = make_tiny_bert(tmp_path / "base")
     with pytest.raises(UsageError, match="missing train.tsv"):
         train(TrainConfig(data=tmp_path, out=tmp_path / "o", base=base))
+
+
+def _tiny_xed(folder):
+    folder.mkdir()
+    ids = ["1", "5, 8", "4", "6", "7", "3", None, None, "5"]  # None: a neutral-file line
+    annotated = [f"{s}\t{i}" for s, i in zip(SENTENCES * 4, ids * 4) if i]
+    (folder / "en-annotated.tsv").write_text("\r\n".join(annotated + ["We shall see .\t2"]) + "\r\n")
+    neutral = [f"9\t{s}" for s, i in zip(SENTENCES * 4, ids * 4) if i is None]
+    (folder / "neu_en.txt").write_text("\n".join(neutral + ["\t\t\t\t"]) + "\n")
+    return folder
+
+
+def test_training_with_xed_spoken_style_and_a_warm_start(tmp_path):
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    from emostream.model.samples import SPOKEN_EXAMPLES
+    from emostream.model.train import TrainConfig, train
+
+    base = make_tiny_bert(tmp_path / "base")
+    data = _tiny_data(tmp_path / "data")
+    xed = _tiny_xed(tmp_path / "xed")
+    out = tmp_path / "models" / "tiny-speech"
+    cfg = TrainConfig(data=data, out=out, base=base, epochs=1, sweep="sigmoid:1e-3", batch_size=8, max_length=32,
+                      checkpoint_dir=tmp_path / "ckpt", xed=xed, spoken_fraction=0.5, length_buckets=True,
+                      evals_per_epoch=2, threads=1, quantize=False)
+    report = train(cfg)
+    # 28 annotated + 8 neutral lines; the anticipation-only line and the empty neutral line are dropped
+    assert report["rows"]["xed_train"] + report["rows"]["xed_dev"] == 36
+    assert {"xed/en-annotated.tsv", "xed/neu_en.txt"} <= set(report["data"])
+    assert [h["epoch"] for h in report["sweep"]] == [0.5, 1.0]
+    assert set(report["sweep"][0]["dev_parts"]) == {"goemotions", "xed"}
+    assert set(report["dev_parts"]) == {"goemotions", "xed"}
+    assert "top1_vs_gold" in report["dev_parts"]["xed"]
+    assert [e["text"] for e in report["examples"]] == list(SPOKEN_EXAMPLES)
+    card = (out / "model-card.md").read_text()
+    assert "XED" in card and "ohman2020xed" in card and "Top-1 label vs gold on XED dev" in card
+
+    # warm start: a second run from the first one's exported folder begins where it ended
+    again = TrainConfig(data=data, out=tmp_path / "models" / "tiny-again", base=base, epochs=1, sweep="sigmoid:1e-9",
+                        batch_size=8, max_length=32, checkpoint_dir=tmp_path / "ckpt2", init=out, quantize=False)
+    train(again)
+    from emostream.model.onnx_backend import OnnxClassifier
+
+    before = OnnxClassifier(out).logits(SENTENCES)
+    after = OnnxClassifier(tmp_path / "models" / "tiny-again").logits(SENTENCES)
+    assert np.abs(before - after).max() < 1e-3
+
+
+def test_state_from_onnx_folder_reproduces_the_exported_model(tmp_path):
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    from emostream.model.onnx_backend import OnnxClassifier
+    from emostream.model.train import TrainConfig, _new_model, state_from_onnx_folder, train
+    from transformers import AutoTokenizer
+
+    base = make_tiny_bert(tmp_path / "base")
+    out = tmp_path / "models" / "tiny"
+    train(TrainConfig(data=_tiny_data(tmp_path / "data"), out=out, base=base, epochs=1, sweep="sigmoid:1e-3",
+                      batch_size=8, max_length=32, checkpoint_dir=tmp_path / "ckpt"))
+    model = _new_model(base, "sigmoid")
+    state = state_from_onnx_folder(out)
+    assert set(model.state_dict()) - set(state) <= {"bert.embeddings.position_ids"} and set(state) <= set(model.state_dict())
+    model.load_state_dict(state, strict=False)
+    import torch
+
+    tok = AutoTokenizer.from_pretrained(str(base))
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch_logits = model.eval()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.numpy()
+    onnx_logits = OnnxClassifier(out).logits(SENTENCES)
+    assert np.abs(torch_logits - onnx_logits).max() < 0.05  # int8 weight rounding at most

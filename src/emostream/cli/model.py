@@ -49,6 +49,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     tr.add_argument("--time-budget", type=float, default=None, help="seconds; later sweep points are skipped once exceeded")
     tr.add_argument("--checkpoint-dir", default=None, help="where the torch checkpoint goes (default .cache/checkpoints/NAME)")
     tr.add_argument("--no-quantize", action="store_true", help="ship fp32 only")
+    tr.add_argument("--xed", default=None, metavar="PATH",
+                    help="also train on XED's train split (folder or its two files); dev becomes GoEmotions dev + XED dev")
+    tr.add_argument("--spoken-fraction", type=float, default=0.5,
+                    help="with --xed: share of training rows shown each epoch lowercased, unpunctuated, sometimes with a filler")
+    tr.add_argument("--init", default=None, metavar="FOLDER",
+                    help="start from the weights of a model folder this command exported (e.g. the shipped model)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (--device cpu)")
+    tr.add_argument("--length-buckets", action="store_true", help="batch rows of similar length (less padding: faster on CPU)")
+    tr.add_argument("--evals-per-epoch", type=int, default=1, help="dev evaluations (selection points) per epoch")
     tr.set_defaults(func=_train)
 
     ex = actions.add_parser("export", parents=[common], help="re-export a trained checkpoint to an ONNX model folder (extra: train)")
@@ -87,7 +96,9 @@ def _train(args: argparse.Namespace) -> int:
         data=Path(args.data), out=Path(args.out), base=Path(args.base) if args.base else None, epochs=args.epochs,
         device=args.device, limit=args.limit, seed=args.seed, batch_size=args.batch_size, max_length=args.max_length,
         time_budget_s=args.time_budget, checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else None,
-        quantize=not args.no_quantize, layers=args.layers,
+        quantize=not args.no_quantize, layers=args.layers, xed=Path(args.xed) if args.xed else None,
+        spoken_fraction=args.spoken_fraction, threads=args.threads, length_buckets=args.length_buckets,
+        evals_per_epoch=args.evals_per_epoch, init=Path(args.init) if args.init else None,
     )
     if args.sweep:
         cfg.sweep = args.sweep

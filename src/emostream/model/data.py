@@ -77,6 +77,16 @@ def _rows(path: Path, layout: str) -> Iterator[tuple[int, list[str]]]:
         yield number, fields
 
 
+def _parse_ids(path: Path, number: int, ids: str) -> list[int]:
+    try:
+        numbers = [int(x) for x in ids.split(",") if x.strip() != ""]
+    except ValueError:
+        raise DataError(f"{path}:{number}: label ids must be comma-separated integers, got {ids[:80]!r}") from None
+    if not numbers:
+        raise DataError(f"{path}:{number}: no label ids")
+    return numbers
+
+
 def read_goemotions(
     path: str | Path, emotions_file: str | Path | None = None, mapping_file: str | Path | None = None
 ) -> list[Example]:
@@ -95,13 +105,7 @@ def read_goemotions(
     mapping = load_ekman_mapping(mapping_file)
     rows: list[Example] = []
     for number, fields in _rows(path, "text<TAB>ids<TAB>id"):
-        text, ids = fields[0], fields[1]
-        try:
-            numbers = [int(x) for x in ids.split(",") if x.strip() != ""]
-        except ValueError:
-            raise DataError(f"{path}:{number}: label ids must be comma-separated integers, got {ids!r}") from None
-        if not numbers:
-            raise DataError(f"{path}:{number}: no label ids")
+        text, numbers = fields[0], _parse_ids(path, number, fields[1])
         try:
             classes = map_ids(numbers, names, mapping)
         except KeyError as exc:
@@ -125,16 +129,6 @@ def read_tsv(path: str | Path) -> list[Example]:
                 raise DataError(f"{path}:{number}: unknown class {name!r}; expected one of {', '.join(CLASSES)}")
         rows.append(Example(fields[0], tuple(c for c in CLASSES if c in names), number))
     return rows
-
-
-def _parse_ids(path: Path, number: int, ids: str) -> list[int]:
-    try:
-        numbers = [int(x) for x in ids.split(",") if x.strip() != ""]
-    except ValueError:
-        raise DataError(f"{path}:{number}: label ids must be comma-separated integers, got {ids[:80]!r}") from None
-    if not numbers:
-        raise DataError(f"{path}:{number}: no label ids")
-    return numbers
 
 
 def _extra_fields(path: Path, number: int, fields: list[str], used: int, layout: str) -> None:

@@ -58,3 +58,14 @@ UTTERANCES: tuple[str, ...] = (
     "We just found out we're having twins and I honestly don't know whether to laugh or cry or call my mom right now",
     "So the plan for tomorrow is pick up the rental at nine, drive to the coast, and check in before four",
 )
+
+
+# Speech-transcript style utterances from issue #11 ("the emotion model hears speech"): a question,
+# disfluent small talk, plain anger, fear without an emotion word, sarcasm. Shown in the model card.
+SPOKEN_EXAMPLES: tuple[str, ...] = (
+    "Are you coming to the party tonight?",
+    "um so yeah i think the meeting went okay i guess",
+    "this makes me furious",
+    "there's a spider on my arm get it off",
+    "oh great another monday just what i needed",
+)

@@ -1,8 +1,10 @@
-"""``emostream model train``: fine-tune a small encoder on GoEmotions (7 classes) and export an
-ONNX model folder. Needs the ``train`` extra (torch, transformers, onnx); never imported by the
+"""``emostream model train``: fine-tune a small encoder on GoEmotions (7 classes), optionally
+mixed with XED's spoken subtitle lines, and export an ONNX model folder. Needs the ``train`` extra (torch, transformers, onnx); never imported by the
 runtime path.
 
-Pipeline: read train/dev → small sweep (head × learning rate, best epoch by dev macro-F1 with
+Pipeline: read train/dev (GoEmotions; + XED train/dev from our fixed split when ``--xed`` is given,
+dev is then the mix of both, and each epoch shows a share of the training rows in spoken style:
+lowercase, unpunctuated, sometimes a filler) → small sweep (head × learning rate, best epoch by dev macro-F1 with
 per-class thresholds tuned on dev) → save the best as an HF checkpoint (outside git) → export
 ONNX → ORT graph fusion → int8 variants (dynamic per-channel; weight-only), an int8 variant kept only
 if dev macro-F1 drops < 0.01 and its scores do not depend on batch composition → thresholds
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from emostream.errors import ModelError, UsageError
-from emostream.model.data import read_goemotions, sha256_file
+from emostream.model.data import read_goemotions, read_xed, sha256_file, split_examples, spoken_variant, xed_paths
 from emostream.model.labels import CLASSES, multi_hot
 from emostream.model.metrics import evaluate, macro_f1, tune_thresholds
 
@@ -55,6 +57,13 @@ class TrainConfig:
     time_budget_s: float | None = None
     checkpoint_dir: Path | None = None
     quantize: bool = True
+    xed: Path | None = None
+    init: Path | None = None
+    spoken_fraction: float = 0.5
+    threads: int | None = None
+    length_buckets: bool = False
+    evals_per_epoch: int = 1
+    log_every: int = 200
     log: object = field(default=sys.stderr, repr=False)
 
 
@@ -109,6 +118,19 @@ def _versions() -> dict[str, str]:
 def _batches(encoded: list[list[int]], order: np.ndarray, size: int):
     for start in range(0, len(order), size):
         yield order[start : start + size]
+
+
+def bucketed_batches(lengths: np.ndarray, order: np.ndarray, size: int, rng: np.random.Generator, window: int = 50) -> list[np.ndarray]:
+    """Batches of ``order`` where each window of ``window`` batches is sorted by length first, then
+    the batches are shuffled: far less padding (CPU time) while every batch stays a random draw."""
+    batches = []
+    span = size * window
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _collate(encoded: list[list[int]], idx: np.ndarray, pad_id: int, device: str):
@@ -170,12 +192,86 @@ def _new_model(base: Path, head: str, layers: int | None = None):
     return model
 
 
-def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pad_id, deadline):
-    """Train one sweep point; returns (best dev record, per-epoch history)."""
+def _dev_record(cfg, model, head, dev_enc, dev_gold, pad_id, dev_groups) -> tuple[float, np.ndarray, dict]:
+    """Dev macro-F1 with thresholds tuned on the whole dev set, plus per-source figures when mixed."""
+    scores = _scores(predict_logits(model, dev_enc, pad_id, cfg.device), head)
+    thresholds = tune_thresholds(scores, dev_gold)
+    f1 = macro_f1(scores, dev_gold, thresholds)
+    parts = {}
+    if len(dev_groups) > 1:
+        for name, part in dev_groups.items():
+            m = evaluate(scores[part], dev_gold[part], thresholds)
+            parts[name] = {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
+    return f1, thresholds, parts
+
+
+def state_from_onnx_folder(folder: Path) -> dict:
+    """The weights of a model folder this pipeline exported (ORT-fused graph, fp32 or weight-only
+    int8) as a BERT-for-classification state dict, so training can go on from a shipped model.
+
+    Fused ops are unpacked: Attention's packed ``[in, 3·out]`` QKV weight → query/key/value Linear
+    weights, MatMul ``[in, out]`` → Linear ``[out, in]``; int8 weights are dequantized (so the start
+    differs from the original torch weights by the int8 rounding only).
+    """
+    import re
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(Path(folder) / "model.onnx")).graph
+    arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear":
+            q, scale = arrays[node.input[0]].astype(np.float32), arrays[node.input[1]].astype(np.float32)
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            arrays[node.output[0]] = q * scale.reshape(shape)
+    state: dict[str, np.ndarray] = {}
+    layer = 0
+    for node in graph.node:
+        if node.op_type == "EmbedLayerNormalization":
+            names = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
+                     "LayerNorm.weight", "LayerNorm.bias")
+            for name, source in zip(names, node.input[2:7]):
+                state[f"bert.embeddings.{name}"] = arrays[source]
+        elif node.op_type == "Attention":
+            w, b = arrays[node.input[1]], arrays[node.input[2]]
+            hidden = w.shape[1] // 3
+            for k, part in enumerate(("query", "key", "value")):
+                state[f"bert.encoder.layer.{layer}.attention.self.{part}.weight"] = w[:, k * hidden : (k + 1) * hidden].T
+                state[f"bert.encoder.layer.{layer}.attention.self.{part}.bias"] = b[k * hidden : (k + 1) * hidden]
+            layer += 1
+        elif node.op_type == "MatMul" and node.input[1] in arrays:
+            match = re.fullmatch(r"/bert/encoder/layer\.(\d+)/(.+)/MatMul", node.name)
+            if not match:
+                raise ModelError(f"{folder}: unexpected MatMul {node.name!r}; cannot map it to a BERT weight")
+            state[f"bert.encoder.layer.{match[1]}.{match[2].replace('/', '.')}.weight"] = arrays[node.input[1]].T
+    for name, arr in arrays.items():  # everything else (biases, LayerNorms, pooler, head) kept its torch name
+        if name.startswith(("bert.", "classifier.")) and name.endswith((".weight", ".bias")) and name not in state:
+            state[name] = arr
+    return {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in state.items()}
+
+
+def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pad_id, deadline,
+               spoken_enc=None, dev_groups=None):
+    """Train one sweep point; returns (best dev record, per-epoch history). ``spoken_enc`` (same rows
+    in spoken style) replaces a ``cfg.spoken_fraction`` share of the rows, drawn anew each epoch."""
     import torch
 
     _seed_all(cfg.seed)
-    model = _new_model(base, head, cfg.layers).to(cfg.device)
+    model = _new_model(base, head, cfg.layers)
+    if cfg.init:
+        state = state_from_onnx_folder(cfg.init)
+        own = model.state_dict()  # compared by hand: load_state_dict's own report is not reliable across versions
+        missing = sorted(k for k in set(own) - set(state) if not k.endswith("position_ids"))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ModelError(f"--init {cfg.init}: weights do not fit the base with --layers {cfg.layers} "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.load_state_dict(state, strict=False)
+    model = model.to(cfg.device)
     if cfg.freeze_word_embeddings:
         # Frozen vocabulary embeddings: a bit less overfitting on 43k short texts, and the
         # fine-tuned delta stays small enough to carry back from a remote training machine.
@@ -186,7 +282,7 @@ def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pa
     optim = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
     )
-    steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(train_enc) / cfg.batch_size)  # bucketed batches may add a few; the schedule clamps at 0
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(total * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -194,14 +290,26 @@ def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pa
     )
     gold_t = torch.tensor(train_gold, dtype=torch.float32)
     rng = np.random.default_rng(cfg.seed)
+    dev_groups = dev_groups or {"dev": slice(0, len(dev_enc))}
+    evals = max(1, int(cfg.evals_per_epoch))
     best, history = None, []
+    step = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.time()
         order = rng.permutation(len(train_enc))
-        total_loss = 0.0
-        for idx in _batches(train_enc, order, cfg.batch_size):
-            ids, mask = _collate(train_enc, idx, pad_id, cfg.device)
+        epoch_enc = train_enc
+        if spoken_enc is not None and cfg.spoken_fraction > 0:
+            spoken = rng.random(len(train_enc)) < cfg.spoken_fraction
+            epoch_enc = [s if use else t for t, s, use in zip(train_enc, spoken_enc, spoken)]
+        if cfg.length_buckets:
+            batches = bucketed_batches(np.array([len(e) for e in epoch_enc]), order, cfg.batch_size, rng)
+        else:
+            batches = list(_batches(epoch_enc, order, cfg.batch_size))
+        eval_at = {round(len(batches) * k / evals) for k in range(1, evals + 1)}
+        total_loss, seen, stop = 0.0, 0, False
+        for b, idx in enumerate(batches, start=1):
+            ids, mask = _collate(epoch_enc, idx, pad_id, cfg.device)
             target = gold_t[idx].to(cfg.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.device.startswith("cuda")):
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
@@ -216,19 +324,34 @@ def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pa
             sched.step()
             optim.zero_grad(set_to_none=True)
             total_loss += float(loss.detach())
-        scores = _scores(predict_logits(model, dev_enc, pad_id, cfg.device), head)
-        thresholds = tune_thresholds(scores, dev_gold)
-        f1 = macro_f1(scores, dev_gold, thresholds)
-        record = {
-            "head": head, "lr": lr, "epoch": epoch, "dev_macro_f1": round(f1, 4),
-            "train_loss": round(total_loss / steps_per_epoch, 4), "epoch_s": round(time.time() - t0, 1),
-        }
-        history.append(record)
-        _log(cfg, f"{head} lr={lr:g} epoch {epoch}/{cfg.epochs}: loss {record['train_loss']}, dev macro-F1 {f1:.4f} ({record['epoch_s']}s)")
-        if best is None or f1 > best["dev_macro_f1"]:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            best = dict(record, state=state, thresholds=thresholds.tolist())
-        if deadline and time.time() > deadline:
+            seen += 1
+            step += 1
+            if cfg.log_every and step % cfg.log_every == 0:
+                _log(cfg, f"{head} lr={lr:g} epoch {epoch} step {b}/{len(batches)}: mean loss {total_loss / seen:.4f}, "
+                          f"{(time.time() - t0) / b:.2f} s/step")
+            stop = bool(deadline and time.time() > deadline)
+            if b not in eval_at and not stop:
+                continue
+            model.eval()
+            f1, thresholds, parts = _dev_record(cfg, model, head, dev_enc, dev_gold, pad_id, dev_groups)
+            model.train()
+            point = epoch - 1 + b / len(batches)
+            record = {
+                "head": head, "lr": lr, "epoch": round(point, 3) if evals > 1 or stop else epoch, "dev_macro_f1": round(f1, 4),
+                "train_loss": round(total_loss / seen, 4), "epoch_s": round(time.time() - t0, 1),
+            }
+            if parts:
+                record["dev_parts"] = parts
+            history.append(record)
+            _log(cfg, f"{head} lr={lr:g} epoch {record['epoch']}/{cfg.epochs}: loss {record['train_loss']}, dev macro-F1 {f1:.4f} "
+                      + " ".join(f"{k}: F1 {v['macro_f1']} acc {v['accuracy']}" for k, v in parts.items())
+                      + f" ({record['epoch_s']}s)")
+            if best is None or f1 > best["dev_macro_f1"]:
+                state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best = dict(record, state=state, thresholds=thresholds.tolist())
+            if stop:
+                break
+        if stop:
             _log(cfg, "time budget reached; stopping this sweep point")
             break
     del model
@@ -447,6 +570,15 @@ def export_checkpoint(ckpt: Path, data: Path, out: Path, quantize: bool = True, 
     return {"export": export, "dev_metrics": dev_metrics}
 
 
+def spoken_examples(folder: Path) -> list[dict]:
+    """What the model in ``folder`` says for the spoken utterances of issue #11 (for the model card)."""
+    from emostream.model.onnx_backend import OnnxClassifier
+    from emostream.model.samples import SPOKEN_EXAMPLES
+
+    preds = OnnxClassifier(folder, batch_size=64).classify(list(SPOKEN_EXAMPLES))
+    return [{"text": t, **p.to_dict()} for t, p in zip(SPOKEN_EXAMPLES, preds)]
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run the whole pipeline; writes the model folder to ``cfg.out`` and returns the report dict."""
     try:
@@ -473,16 +605,34 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.limit:
         train_rows = train_rows[: cfg.limit]
         dev_rows = dev_rows[: max(cfg.limit // 2, 20)]
-    _log(cfg, f"train {len(train_rows)} rows, dev {len(dev_rows)} rows, base {base}, device {cfg.device}")
+    rows = {"train": len(train_rows), "dev": len(dev_rows)}
+    dev_groups = {"goemotions": slice(0, len(dev_rows))}
+    if cfg.xed:
+        # Never MELD/EmoryNLP/IEMOCAP or any holdout: XED's own train part only, dev for selection.
+        xed_train, xed_dev = split_examples(read_xed(cfg.xed))
+        if cfg.limit:
+            xed_train, xed_dev = xed_train[: cfg.limit], xed_dev[: max(cfg.limit // 2, 20)]
+        for path in xed_paths(cfg.xed):
+            files[f"xed/{path.name}"] = path
+        rows.update(xed_train=len(xed_train), xed_dev=len(xed_dev))
+        train_rows = train_rows + xed_train
+        dev_groups["xed"] = slice(len(dev_rows), len(dev_rows) + len(xed_dev))
+        dev_rows = dev_rows + xed_dev
+    _log(cfg, f"train {len(train_rows)} rows, dev {len(dev_rows)} rows ({rows}), base {base}, device {cfg.device}")
     _seed_all(cfg.seed)
     if cfg.device == "cpu":
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        torch.set_num_threads(cfg.threads or max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     torch.backends.cuda.matmul.allow_tf32 = True
 
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     pad_id = tokenizer.pad_token_id or 0
     encode = lambda rows: tokenizer([r.text for r in rows], truncation=True, max_length=cfg.max_length)["input_ids"]  # noqa: E731
     train_enc, dev_enc = encode(train_rows), encode(dev_rows)
+    spoken_enc = None
+    if cfg.xed and cfg.spoken_fraction > 0:
+        text_rng = random.Random(cfg.seed)
+        spoken_texts = [spoken_variant(r.text, text_rng) for r in train_rows]
+        spoken_enc = tokenizer(spoken_texts, truncation=True, max_length=cfg.max_length)["input_ids"]
     train_gold = np.array([multi_hot(r.classes) for r in train_rows], dtype=np.float32)
     dev_gold = np.array([multi_hot(r.classes) for r in dev_rows], dtype=np.float32)
 
@@ -491,7 +641,8 @@ def train(cfg: TrainConfig) -> dict:
         if deadline and time.time() > deadline and best is not None:
             _log(cfg, f"time budget reached; skipping {len(sweep) - i} sweep point(s)")
             break
-        record, hist = _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pad_id, deadline)
+        record, hist = _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pad_id, deadline,
+                                  spoken_enc=spoken_enc, dev_groups=dev_groups)
         history.extend(hist)
         if best is None or record["dev_macro_f1"] > best["dev_macro_f1"]:
             best = record
@@ -520,6 +671,13 @@ def train(cfg: TrainConfig) -> dict:
     export = build_model_folder(ckpt, out, labels_meta, dev_texts, dev_gold, torch_logits, cfg.max_length,
                                 quantize=cfg.quantize, log=lambda m: _log(cfg, m))
     chosen, dev_metrics = export["shipped"], export.pop("dev_metrics")
+    dev_parts = {}
+    if len(dev_groups) > 1:
+        from emostream.model.onnx_backend import OnnxClassifier
+
+        shipped_scores = OnnxClassifier(out, batch_size=64).scores(dev_texts)
+        thresholds = np.array([export["thresholds"][c] for c in CLASSES])
+        dev_parts = {name: evaluate(shipped_scores[part], dev_gold[part], thresholds) for name, part in dev_groups.items()}
 
     report = {
         "model": out.name,
@@ -527,12 +685,13 @@ def train(cfg: TrainConfig) -> dict:
                  "config_name": config.get("_name_or_path"), "num_layers": config.get("num_hidden_layers"),
                  "hidden_size": config.get("hidden_size")},
         "data": {name: {"sha256": sha256_file(path)} for name, path in files.items()},
-        "rows": {"train": len(train_rows), "dev": len(dev_rows)},
+        "rows": rows,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items() if k not in ("log", "out", "data", "base", "checkpoint_dir")},
         "sweep": history,
         "selected": {k: best[k] for k in ("head", "lr", "epoch", "dev_macro_f1")},
         "export": export,
         "dev_metrics": dev_metrics,
+        "dev_parts": dev_parts,
         "thresholds": export["thresholds"],
         "versions": _versions(),
         "host": {"device": cfg.device, "gpu": torch.cuda.get_device_name(0) if cfg.device.startswith("cuda") else None,
@@ -540,6 +699,7 @@ def train(cfg: TrainConfig) -> dict:
         "wall_time_s": {"training_sweep": round(train_s, 1), "total": round(time.time() - started, 1)},
         "checkpoint_dir": str(ckpt),
     }
+    report["examples"] = spoken_examples(out)
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     from emostream.model.card import write_card
 
