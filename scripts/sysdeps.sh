@@ -7,6 +7,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have java || need+=(openjdk-17-jre-headless)
 have mvn || need+=(maven)
 have espeak-ng || need+=(espeak-ng)
+have sox || need+=(sox)
 have kcat || need+=(kcat)
 have chromium || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
