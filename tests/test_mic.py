@@ -283,8 +283,8 @@ def speech_like(levels: list[float], speech_s: float = 0.5, pause_s: float = 0.8
     return np.concatenate(parts)
 
 
-def fake_vad(frame: np.ndarray) -> float:
-    return 0.9 if np.max(np.abs(frame)) > 0.05 else 0.0
+def fake_vad(frames: list[np.ndarray]) -> list[float]:
+    return [0.9 if np.max(np.abs(f)) > 0.05 else 0.0 for f in frames]
 
 
 def test_pipeline_keeps_order_and_audio_clock_timestamps() -> None:
@@ -332,8 +332,8 @@ def test_too_short_and_gated_drops_are_counted_by_reason() -> None:
     quiet = np.concatenate([np.zeros(8000, np.float32), np.full(3000, 0.006, np.float32),  # 0.19 s: too short
                             np.zeros(16000, np.float32), np.full(16000, 0.006, np.float32), np.zeros(16000, np.float32)])
 
-    def vad(frame: np.ndarray) -> float:
-        return 0.9 if np.max(np.abs(frame)) > 0.001 else 0.0
+    def vad(frames: list[np.ndarray]) -> list[float]:
+        return [0.9 if np.max(np.abs(f)) > 0.001 else 0.0 for f in frames]
 
     metrics, sink = MicMetrics(), ListSink()
     result = MicPipeline(ListSource(quiet, live=False), vad, Hallucinating(), sink, MicSettings("pi-test"),
@@ -388,13 +388,29 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return espeak_recording(tmp_path_factory.mktemp("mic"), SENTENCES, [1.0, 0.3, 1.2, 0.8], tail_s=4.0)
 
 
+def test_streaming_vad_in_blocks_matches_faster_whispers_whole_file_vad(recording: Path) -> None:
+    from faster_whisper.vad import get_vad_model
+
+    from emostream.edge.mic import FileSource
+    from emostream.edge.vad import SileroVad
+
+    all_frames = list(FileSource(recording).frames())
+    whole = get_vad_model()(np.concatenate(all_frames)).reshape(-1)
+    vad = SileroVad()
+    streamed = [p for i in range(0, len(all_frames), 3) for p in vad.probs(all_frames[i:i + 3])]
+    assert np.allclose(streamed, whole, atol=1e-5)
+    assert max(whole) > 0.9 and min(whole) < 0.1
+
+
 def test_silero_vad_cuts_espeak_speech_at_the_long_pauses_only(recording: Path) -> None:
     from emostream.edge.mic import FileSource
     from emostream.edge.vad import SileroVad
 
     vad, segmenter, events = SileroVad(), Segmenter(), []
-    for f in FileSource(recording).frames():
-        events += segmenter.feed(f, vad(f))
+    all_frames = list(FileSource(recording).frames())
+    probs = vad.probs(all_frames[:7]) + [vad(f) for f in all_frames[7:]]  # a block, then frame by frame: one stream
+    for f, p in zip(all_frames, probs):
+        events += segmenter.feed(f, p)
     events += segmenter.flush()
     us = utterances(events)
     # The 0.3 s pause (between sentences 2 and 3) is shorter than the 0.5 s stop silence: one utterance.

@@ -225,7 +225,7 @@ def run_edge_bench(opts: EdgeBenchOptions) -> dict:
             shutil.copyfile(rec.path, opts.keep)
         engine = WhisperEngine(threads=opts.threads, **WHISPER_OPTIONS)
         warm_up(engine)
-        vad = SileroVad()
+        vad = SileroVad().probs
         spool = Spool(folder / "spool.db")
         sink = SpoolOnlySink(spool, "stt.transcripts")
         heard: list[tuple[float, float, str]] = []

@@ -322,7 +322,7 @@ def _mic(args: argparse.Namespace) -> int:
     client = _client(args)
     signer = _signer(client)
     source = FileSource(args.from_wav, realtime=args.realtime) if args.from_wav else ArecordSource(args.input)
-    vad = SileroVad()
+    vad = SileroVad().probs
     engine = load_engine(args.stt, **WHISPER_OPTIONS, **({"threads": args.threads} if args.threads else {}))
     warm_up(engine)
     metrics = MicMetrics()
