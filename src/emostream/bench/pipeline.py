@@ -33,7 +33,7 @@ from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer, produce
-from emostream.topics import create_topic, plan_topic
+from emostream.topics import create_topic, plan_dedupe, plan_topic
 from emostream.worker.model import load_model
 
 DEVICES = 500
@@ -150,8 +150,10 @@ def _produce(client: ClientConfig, topic: str, texts: list[str], rate: float | N
     producer.flush(60)
 
 
-def _collect(client: ClientConfig, topic: str, n: int, timeout_s: float) -> tuple[list[float], float, float]:
-    """Read ``n`` events; returns (end-to-end latencies in s, first arrival, last arrival)."""
+def _collect(client: ClientConfig, topic: str, n: int, timeout_s: float,
+             worker: subprocess.Popen | None = None) -> tuple[list[float], float, float]:
+    """Read ``n`` events; returns (end-to-end latencies in s, first arrival, last arrival).
+    Stops with ClusterError as soon as ``worker`` has exited: nothing more will come."""
     consumer = committed_consumer(client, f"bench-reader-{os.urandom(4).hex()}")
     consumer.subscribe([topic])
     lat: list[float] = []
@@ -159,6 +161,9 @@ def _collect(client: ClientConfig, topic: str, n: int, timeout_s: float) -> tupl
     deadline = time.monotonic() + timeout_s
     try:
         while len(lat) < n and time.monotonic() < deadline:
+            if worker is not None and worker.poll() is not None:
+                raise ClusterError(f"the benchmark's worker exited with code {worker.returncode} after "
+                                   f"{len(lat)} of {n} events; its log is named below")
             for m in consumer.consume(1000, 0.2):
                 if m.error() is not None:
                     continue
@@ -224,6 +229,7 @@ def _topics(admin: Admin, prefix: str) -> tuple[str, str, str]:
     names = (f"{prefix}.src", f"{prefix}.out", f"{prefix}.src.dlq")
     for name in names:
         create_topic(admin, plan_topic(name, live, 6))
+    create_topic(admin, plan_dedupe(names[0], 6, live))  # the worker's durable dedupe changelog
     return names
 
 
@@ -275,7 +281,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         _produce(client, src, texts)
         worker = _worker(client.bootstrap, src, out, f"{run}-tp", model_spec, batch, tmp / "worker-tp.log")
         procs.append(worker)
-        lat, first, last = _collect(client, out, count, timeout_s=max(600.0, count / 20))
+        lat, first, last = _collect(client, out, count, timeout_s=max(600.0, count / 20), worker=worker)
         throughput = (len(lat) - 1) / (last - first) if len(lat) > 1 and last > first else 0.0
         rss = _rss_mb(worker.pid)
         _stop(worker)
@@ -289,12 +295,12 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         time.sleep(1.0)
         warm = threading.Thread(target=_produce, args=(client, src2, texts[:batch]))
         warm.start()  # the first records wait for the group join: keep them out of the timing
-        _collect(client, out2, batch, timeout_s=120)
+        _collect(client, out2, batch, timeout_s=120, worker=worker2)
         warm.join()
         half_texts = [texts[i % len(texts)] for i in range(half_n)]
         sender = threading.Thread(target=_produce, args=(client, src2, half_texts, rate))
         sender.start()
-        half_lat, _, _ = _collect(client, out2, half_n, timeout_s=HALF_LOAD_SECONDS * 4 + 60)
+        half_lat, _, _ = _collect(client, out2, half_n, timeout_s=HALF_LOAD_SECONDS * 4 + 60, worker=worker2)
         sender.join()
         rss = max(filter(None, [rss, _rss_mb(worker2.pid)]), default=None)
         _stop(worker2)
@@ -332,7 +338,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         }
         for prefix in ("tp", "lat", "naive"):
             try:
-                admin.delete_topics([f"{run}-{prefix}.src", f"{run}-{prefix}.out", f"{run}-{prefix}.src.dlq"])
+                admin.delete_topics([f"{run}-{prefix}.{suffix}" for suffix in ("src", "out", "src.dlq", "src.dedupe")])
             except Exception:  # noqa: BLE001 - cleanup only
                 pass
         return result
