@@ -144,7 +144,8 @@ def _poll_error(client: ClientConfig, group: str, topic: str) -> KafkaError | No
     return None
 
 
-def _read(client: ClientConfig, group: str, topic: str, want: int, timeout_s: float = 30) -> list:
+def _read(client: ClientConfig, group: str, topic: str, want: int, timeout_s: float = 30, until=None) -> list:
+    """Up to ``want`` records of ``topic`` within ``timeout_s``; stops early at the first one ``until`` accepts."""
     consumer = committed_consumer(client, group)
     consumer.subscribe([topic])
     got = []
@@ -156,6 +157,8 @@ def _read(client: ClientConfig, group: str, topic: str, want: int, timeout_s: fl
                 continue
             assert not msg.error(), msg.error()
             got.append(msg)
+            if until is not None and until(msg):
+                break
     finally:
         consumer.close()
     return got
@@ -397,7 +400,9 @@ def test_a_device_cannot_speak_for_another_nor_silence_it(secure: Secure, tmp_pa
                 assert worker.poll() is None, log.read_text()[-3000:]
                 listen(secure.client(dev), dev, got[dev].append, from_beginning=True, idle_timeout_s=3,
                        group=f"emostream-edge-{dev}")
-        dlq = _read(secure.client("admin"), f"dlq-{run}", "stt.transcripts.dlq", want=1)
+        # Other tests of this module dead-letter records too: read until ours is there.
+        dlq = _read(secure.client("admin"), f"dlq-{run}", "stt.transcripts.dlq", want=1_000, timeout_s=20,
+                    until=lambda m: run.encode() in (m.value() or b""))
     finally:
         stop(worker, timeout=30)
     texts = {dev: [e["text"] for e in evs if run in e["text"]] for dev, evs in got.items()}
