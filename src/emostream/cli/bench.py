@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pipeline.add_argument("--count", type=int, default=50_000, help="transcripts to push through (default 50000)")
     pipeline.add_argument("--naive-count", type=int, default=None, help="transcripts for the naive baseline")
     pipeline.add_argument("--batch-max", type=int, default=None, help="worker micro-batch size")
+    pipeline.add_argument("--rates", default="10,50,150", help="offered rates in transcripts/s, comma-separated (default 10,50,150)")
+    pipeline.add_argument("--no-half-capacity", action="store_true",
+                          help="skip the extra rate at 50%% of the measured steady-state capacity")
+    pipeline.add_argument("--rate-seconds", type=float, default=15.0, help="seconds per offered rate (default 15)")
+    pipeline.add_argument("--idle-seconds", type=float, default=10.0, help="seconds of idle worker CPU measured (default 10)")
+    pipeline.add_argument("--pin", action="store_true",
+                          help="broker and load generator on the first CPU, the worker on the second (taskset)")
     pipeline.set_defaults(func=_run_pipeline)
 
     edge = targets.add_parser("edge", help="the microphone path (VAD → Whisper → spool) on a generated recording")
@@ -42,6 +49,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     edge.add_argument("--threads", type=int, default=None, help="Whisper CPU threads (default: up to 4)")
     edge.add_argument("--stop-silence", type=float, default=0.5, help="VAD stop silence in seconds (default 0.5)")
     edge.add_argument("--keep", type=Path, default=None, metavar="WAV", help="also save the generated recording here")
+    edge.add_argument("--stt-window", choices=("30", "fit"), default="30",
+                      help="Whisper encoder window: Whisper's 30 s, or fitted to the utterance in 10 s steps")
     edge.set_defaults(func=_run_edge)
 
 
@@ -62,15 +71,17 @@ def _run_edge(args: argparse.Namespace) -> int:
     from emostream.bench.edge import SENTENCES, EdgeBenchOptions, run_edge_bench
 
     opts = EdgeBenchOptions(realtime=not args.fast, sentences=args.sentences or len(SENTENCES), threads=args.threads,
-                            stop_silence_s=args.stop_silence, keep=args.keep)
+                            stop_silence_s=args.stop_silence, keep=args.keep, fit_window=args.stt_window == "fit")
     _print(run_edge_bench(opts), args.json)
     return 0
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from emostream.bench.pipeline import PipelineBenchOptions, run_pipeline_bench
+    from emostream.bench.pipeline import PipelineBenchOptions, parse_rates, run_pipeline_bench
 
     opts = PipelineBenchOptions(count=args.count, naive_count=args.naive_count, batch_max=args.batch_max or 64,
-                                model=args.model, bootstrap=args.bootstrap, security_profile=args.security_profile)
+                                model=args.model, bootstrap=args.bootstrap, security_profile=args.security_profile,
+                                rates=parse_rates(args.rates), half_capacity=not args.no_half_capacity,
+                                rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin)
     _print(run_pipeline_bench(opts), args.json)
     return 0

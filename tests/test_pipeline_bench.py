@@ -1,0 +1,68 @@
+"""bench pipeline: the pure summaries, and the JSON's shape and sanity from a tiny run against a real
+broker (speed is measured by the command, never asserted)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from emostream.bench.pipeline import PipelineBenchOptions, parse_rates, rate_summary, run_pipeline_bench, steady_capacity
+from emostream.errors import UsageError
+
+RATE_KEYS = {"offered_per_s", "achieved_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "worker_cpu_ms_per_event"}
+
+
+def test_rate_summary_keeps_up_and_never_exceeds_the_offer():
+    # 10/s for 1 s, each event 20 ms after its send: achieved is the offer, not more.
+    arrivals = [(100.0 + i / 10 + 0.02, 0.02 + i / 1000) for i in range(10)]
+    s = rate_summary(10.0, 100.0, arrivals, cpu_s=0.05)
+    assert RATE_KEYS <= s.keys()
+    assert 9.0 <= s["achieved_per_s"] <= 10.0
+    assert s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] <= s["max_ms"] == 29.0
+    assert s["worker_cpu_ms_per_event"] == 5.0
+
+
+def test_rate_summary_of_nothing():
+    s = rate_summary(50.0, 0.0, [], cpu_s=None)
+    assert s["achieved_per_s"] == 0.0 and s["p99_ms"] is None and s["worker_cpu_ms_per_event"] is None
+
+
+def test_steady_capacity_skips_the_warm_up_quarter():
+    slow_start = [(0.5 + i * 0.1, 1.0) for i in range(10)]  # 10/s in the first second
+    steady = [(1.0 + i / 100, 1.0) for i in range(300)]  # then 100/s
+    assert steady_capacity(slow_start + steady, 0.0, 4.0) == pytest.approx(100.0, rel=0.02)
+
+
+def test_options_and_rates_refuse_nonsense():
+    assert parse_rates("10, 50,150") == (10.0, 50.0, 150.0) and parse_rates("") == ()
+    with pytest.raises(UsageError, match="--rates"):
+        parse_rates("10,fast")
+    with pytest.raises(UsageError, match="--rate-seconds"):
+        PipelineBenchOptions(rate_seconds=0)
+    assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
+    opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
+                                rate_seconds=2.0, idle_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2)
+    before = os.sched_getaffinity(0)
+    result = run_pipeline_bench(opts)
+    assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back
+    assert result["layout"] == opts.layout
+    assert result["received"] == 120 and result["throughput"] > 0
+    assert result["steady_capacity_per_s"] > 0
+    assert result["quix_throughput"] is None and result["ratio_to_quix"] is None
+    assert result["idle_cpu_percent"] is not None and result["idle_cpu_percent"] >= 0
+    assert result["worker_rss_mb"] > 0 and result["model_throughput"] > 0
+    rates = result["rates"]
+    assert [r["offered_per_s"] for r in rates[:2]] == [5.0, 20.0]
+    assert len(rates) == 3 and rates[2]["half_capacity"] is True and "half_capacity" not in rates[0]
+    for r in rates:
+        assert RATE_KEYS <= r.keys()
+        assert 0 < r["achieved_per_s"] <= r["offered_per_s"] * 1.2
+        assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert r["worker_cpu_ms_per_event"] > 0
+    assert result["p99_ms_at_half_load"] == rates[2]["p99_ms"] and result["half_load_rate"] == rates[2]["offered_per_s"]
