@@ -153,6 +153,17 @@ def test_engine_word_error_rate_on_espeak_speech(speech: list[Path], engine_name
         assert wer <= bound
 
 
+def test_whisper_with_a_fitted_encoder_window_hears_the_same_words(speech: list[Path]) -> None:
+    pytest.importorskip("faster_whisper", reason="edge extra not installed: pip install -e '.[edge]'")
+    from emostream.edge.audio import read_audio
+    from emostream.edge.stt import WhisperEngine
+
+    engine = WhisperEngine(temperature=0.0, timestamps=False, fit_window=True)
+    hyps = [engine.transcribe(read_audio(p)).text for p in speech[:3]]
+    assert engine._model.window_frames == 1000  # each sentence is under 10 s: a 10 s window, not 30 s
+    assert word_error_rate(" ".join(SENTENCES[:3]), " ".join(hyps)) <= 0.35
+
+
 @pytest.mark.kafka
 def test_wav_to_kafka(speech: list[Path], bootstrap: str, unique_name: str, tmp_path: Path) -> None:
     pytest.importorskip("faster_whisper", reason="edge extra not installed: pip install -e '.[edge]'")

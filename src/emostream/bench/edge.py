@@ -75,6 +75,7 @@ class EdgeBenchOptions:
     threads: int | None = None  # Whisper CPU threads (default: up to 4)
     stop_silence_s: float = 0.5
     keep: Path | None = None  # copy the generated recording here
+    fit_window: bool = False  # Whisper's encoder on 10 s steps instead of 30 s (``edge mic --stt-window fit``)
 
 
 @dataclass
@@ -223,7 +224,7 @@ def run_edge_bench(opts: EdgeBenchOptions) -> dict:
         build_s = time.perf_counter() - t_build
         if opts.keep is not None:
             shutil.copyfile(rec.path, opts.keep)
-        engine = WhisperEngine(threads=opts.threads, **WHISPER_OPTIONS)
+        engine = WhisperEngine(threads=opts.threads, fit_window=opts.fit_window, **WHISPER_OPTIONS)
         warm_up(engine)
         vad = SileroVad().probs
         spool = Spool(folder / "spool.db")
@@ -272,6 +273,7 @@ def run_edge_bench(opts: EdgeBenchOptions) -> dict:
     p95 = result.p95_ms()
     out = {
         "engine": engine.name,
+        "stt_window": "fit" if opts.fit_window else "30s",
         "realtime": opts.realtime,
         "recording": {"audio_s": round(result.audio_s, 1), "sentences": n, "silence_s": SILENCE_S,
                       "noise_s": sum(x[1] for x in NOISE), "pauses_s": sorted(set(rec.pauses)),
