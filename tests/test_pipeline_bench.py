@@ -41,6 +41,8 @@ def test_options_and_rates_refuse_nonsense():
     with pytest.raises(UsageError, match="--rate-seconds"):
         PipelineBenchOptions(rate_seconds=0)
     assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
+    with pytest.raises(UsageError, match="--baseline"):
+        PipelineBenchOptions(baseline="flink")
 
 
 @pytest.mark.kafka

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pipeline.add_argument("--idle-seconds", type=float, default=10.0, help="seconds of idle worker CPU measured (default 10)")
     pipeline.add_argument("--pin", action="store_true",
                           help="broker and load generator on the first CPU, the worker on the second (taskset)")
+    pipeline.add_argument("--baseline", choices=["quix"], default=None,
+                          help="also drain the backlog with Quix Streams (own venv under ~/.cache/emostream, from PyPI)")
     pipeline.set_defaults(func=_run_pipeline)
 
     edge = targets.add_parser("edge", help="the microphone path (VAD → Whisper → spool) on a generated recording")
@@ -82,6 +84,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     opts = PipelineBenchOptions(count=args.count, naive_count=args.naive_count, batch_max=args.batch_max or 64,
                                 model=args.model, bootstrap=args.bootstrap, security_profile=args.security_profile,
                                 rates=parse_rates(args.rates), half_capacity=not args.no_half_capacity,
-                                rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin)
+                                rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin,
+                                baseline=args.baseline)
     _print(run_pipeline_bench(opts), args.json)
     return 0
