@@ -342,7 +342,7 @@ class LocalCluster:
         procs = []
         for node in nodes:
             cmd = self._java(state, "kafka.tools.StorageTool",
-                             ["format", "-t", state.cluster_id, "-c", str(self._config_file(node.node_id)), "--ignore-formatted", *extra], 256)
+                             ["format", f"--cluster-id={state.cluster_id}", "-c", str(self._config_file(node.node_id)), "--ignore-formatted", *extra], 256)
             procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, umask=PRIVATE_UMASK)))
         for node, proc in procs:
             out, _ = proc.communicate(timeout=120)
