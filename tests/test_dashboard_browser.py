@@ -144,7 +144,12 @@ def test_dashboard_shows_devices_from_kafka(browser: Any, bootstrap: str, unique
         page = open_page(browser, dashboard.url)
         wait_stream_state(page, "live")
         try:
-            page.wait_for_function("() => document.querySelectorAll('#devices .card').length === 3", timeout=120_000)
+            # three cards, each rendered (a card exists a moment before its label is filled in)
+            page.wait_for_function(
+                "() => { const c = document.querySelectorAll('#devices .card .label');"
+                " return c.length === 3 && Array.from(c).every(l => l.textContent !== ''); }",
+                timeout=120_000,
+            )
             page.wait_for_function("() => document.getElementById('dlq').textContent === '1'", timeout=30_000)
         except Exception:
             if worker is not None:
