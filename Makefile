@@ -25,7 +25,7 @@ demo: install kafka
 	$(BIN)/emostream demo
 
 test: install sysdeps kafka
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 # The edit-run loop: no brokers, no fault injection (every test that uses a cluster is marked kafka).
 test-quick: install
