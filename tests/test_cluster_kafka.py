@@ -123,6 +123,11 @@ def test_cli_up_twice_down_twice_and_port_in_use(tmp_path: Path) -> None:
         clash = _emostream("kafka", "up", "--dir", str(tmp_path / "c2"), "--base-port", str(base), env=env)
         assert clash.returncode == 1
         assert f"port {base}" in clash.stderr and "already in use" in clash.stderr
+        # ... and leaves nothing behind: a later 'up' there starts afresh, 'status' shows no phantom.
+        assert not (tmp_path / "c2" / "cluster.json").exists()
+        zero = _emostream("kafka", "up", "--dir", str(tmp_path / "c3"), "--brokers", "0", env=env)
+        assert zero.returncode == 2 and "--brokers must be between 1" in zero.stderr
+        assert not (tmp_path / "c3" / "cluster.json").exists()
     finally:
         down = _emostream("kafka", "down", "--dir", str(cluster_dir), env=env)
     assert down.returncode == 0 and "stopped broker(s) [0]" in down.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -234,9 +235,12 @@ class LocalCluster:
         fetch.require_java()
         fetch.ensure_kafka(self.cache, progress=self._say)
         state = self.state
+        created = state is None
         if state is None:
-            state = self._create(brokers or 1, base_port or DEFAULT_BASE_PORT, advertise, heap_mb or DEFAULT_HEAP_MB, secure,
-                                 reauth_s or DEFAULT_REAUTH_S)
+            # None means "the default"; 0 is a value, refused by _create like any other bad one.
+            state = self._create(1 if brokers is None else brokers, DEFAULT_BASE_PORT if base_port is None else base_port,
+                                 advertise, DEFAULT_HEAP_MB if heap_mb is None else heap_mb, secure,
+                                 DEFAULT_REAUTH_S if reauth_s is None else reauth_s)
         else:
             self._check_same_shape(state, brokers, base_port, advertise, secure or None)
             changed = {k: v for k, v in (("heap_mb", heap_mb), ("reauth_s", reauth_s)) if v and v != getattr(state, k)}
@@ -244,27 +248,40 @@ class LocalCluster:
                 state = ClusterState(**{**state.__dict__, **changed})
                 save_state(self.dir, state)
             publish_bootstrap(self.dir, state)  # a cluster made before the file existed
-        if reauth_s is not None and not state.secure:
-            raise UsageError(f"--reauth-s is for secure clusters; the cluster in {self.dir} is not secure")
-        if state.secure:
-            ensure_cluster_material(self.dir, state.bootstrap(self.dir), state.advertise)
         nodes = state.nodes(self.dir)
         to_start = [n for n in nodes if self.pid(n.node_id) is None]
-        if not to_start:
-            self._say(f"cluster in {self.dir} already running ({len(nodes)} broker(s))")
-        self._check_ports(to_start)
-        self._write_configs(state, nodes)
-        self._format(state, [n for n in to_start if not (Path(n.log_dir) / "meta.properties").exists()])
         try:
+            if reauth_s is not None and not state.secure:
+                raise UsageError(f"--reauth-s is for secure clusters; the cluster in {self.dir} is not secure")
+            if state.secure:
+                ensure_cluster_material(self.dir, state.bootstrap(self.dir), state.advertise)
+            if not to_start:
+                self._say(f"cluster in {self.dir} already running ({len(nodes)} broker(s))")
+            self._check_ports(to_start)
+            self._write_configs(state, nodes)
+            self._format(state, [n for n in to_start if not (Path(n.log_dir) / "meta.properties").exists()])
             for node in to_start:
                 self._spawn(state, node)
             self.wait_ready(len(nodes), timeout_s)
         except BaseException:
-            # Never leave a half-started cluster behind: stop what this call started.
+            # Never leave a half-started cluster behind: stop what this call started, and forget a
+            # cluster this call created (a later 'kafka up' starts afresh; no phantom in 'status').
             for node in to_start:
                 self.stop_node(node.node_id, timeout_s=10)
+            if created:
+                self._forget_new_cluster()
             raise
         return self.status()
+
+    def _forget_new_cluster(self) -> None:
+        """Remove what creating a cluster wrote (a CA made beforehand in ``security/`` stays)."""
+        for entry in self.dir.iterdir():
+            if entry.name == "security":
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
     def _create(self, brokers: int, base_port: int, advertise: str | None, heap_mb: int, secure: bool = False,
                 reauth_s: int = DEFAULT_REAUTH_S) -> ClusterState:
