@@ -32,6 +32,8 @@ def test_steady_capacity_skips_the_warm_up_quarter():
     slow_start = [(0.5 + i * 0.1, 1.0) for i in range(10)]  # 10/s in the first second
     steady = [(1.0 + i / 100, 1.0) for i in range(300)]  # then 100/s
     assert steady_capacity(slow_start + steady, 0.0, 4.0) == pytest.approx(100.0, rel=0.02)
+    assert steady_capacity([(6.0, 1.0), (8.0, 1.0)], 0.0, 4.0) == 0.25  # all after the window: the whole run's rate
+    assert steady_capacity([], 0.0, 4.0) == 0.0
 
 
 def test_options_and_rates_refuse_nonsense():
@@ -49,7 +51,7 @@ def test_options_and_rates_refuse_nonsense():
 @pytest.mark.slow
 def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
-                                rate_seconds=2.0, idle_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2)
+                                rate_seconds=3.0, idle_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2)
     before = os.sched_getaffinity(0)
     result = run_pipeline_bench(opts)
     assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back

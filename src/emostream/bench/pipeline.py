@@ -237,10 +237,14 @@ def rate_summary(offered: float, sent_at: float, arrivals: list[tuple[float, flo
 def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_until: float) -> float:
     """Events/s delivered over the last three quarters of a saturating send (the first quarter is
     warm-up: the worker's batches grow to the load). Only while sending: the load generator's CPU
-    is part of "under concurrent load"."""
+    is part of "under concurrent load"). When nothing arrived while sending (a window shorter than
+    the worker's first transaction), the rate from the first send to the last arrival instead."""
     lo, hi = sent_at + (sent_until - sent_at) / 4.0, sent_until
     inside = sum(1 for t, _ in arrivals if lo <= t <= hi)
-    return inside / (hi - lo) if hi > lo else 0.0
+    if inside and hi > lo:
+        return inside / (hi - lo)
+    last = max((t for t, _ in arrivals), default=sent_at)
+    return len(arrivals) / (last - sent_at) if last > sent_at else 0.0
 
 
 # --- the worker process, read through /proc ---------------------------------------------------------
