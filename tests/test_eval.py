@@ -172,3 +172,21 @@ def test_weighted_f1_baseline_and_distribution():
     assert r["weighted_f1"] == pytest.approx((1 * 1 + 0.8 * 3) / 4, abs=1e-4)
     assert r["always_neutral_accuracy"] == 0.75 and r["n_single_label"] == 4
     assert r["top1_vs_gold"]["predicted"]["neutral"] == 2 and r["top1_vs_gold"]["gold"]["neutral"] == 3
+
+
+def test_eval_names_the_fix_for_class_names_and_takes_any_case(tmp_path, capsys) -> None:
+    from emostream.cli import main
+
+    path = tmp_path / "names.tsv"
+    path.write_text("I am so furious with you\tAnger\nthank you so much, I love it\tJOY\n")
+    assert main(["eval", str(path)]) == 2  # default format is goemotions (ids)
+    assert "pass --format tsv" in capsys.readouterr().err
+    assert main(["eval", str(path), "--format", "tsv", "--quiet"]) == 0
+
+
+def test_eval_progress_is_plain_lines_when_stderr_is_not_a_terminal(capsys) -> None:
+    from emostream.model.evaluation import stderr_progress
+
+    stderr_progress(1, 2)
+    stderr_progress(2, 2)
+    assert capsys.readouterr().err == "eval:  50% (1/2)\neval: 100% (2/2)\n"

@@ -117,6 +117,25 @@ def test_classify_command(capsys):
     assert list(lines[0]["scores"]) == list(CLASSES)
 
 
+def test_classify_command_reads_stdin_refuses_blank_text_and_bad_threads(capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("I am so furious with you\n\nthank you, that's lovely\n"))
+    assert main(["classify", "-"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == [
+        "I am so furious with you", "thank you, that's lovely"]
+    assert main(["classify", "fine", "  "]) == 2  # the worker dead-letters blank text; classify says so
+    assert "text 2 is blank" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["classify", "--threads", "-3", "hi"])
+    assert exc.value.code == 2 and "--threads: must be at least 1" in capsys.readouterr().err
+
+
+def test_classify_takes_the_python_model_spec_the_worker_takes(capsys):
+    assert main(["classify", "--model", "python:tests.worker_helpers:stub_classifier", "I am so happy"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == "joy"
+
+
 def test_classify_command_bad_model(capsys):
     assert main(["classify", "hi", "--model", "nope"]) == 1
     err = capsys.readouterr().err

@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     watch.add_argument("--device", required=True, help="this device's id")
     watch.add_argument("--dir", type=Path, required=True, help="folder to watch")
     watch.add_argument("--stt", choices=("auto", "whisper", "pocketsphinx"), default="auto", help="speech-to-text engine")
-    watch.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing before it is read")
+    watch.add_argument("--settle", type=float, default=1.0, help="seconds a file must stop growing before it is read (default 1)")
     watch.set_defaults(func=_watch)
 
     mic = ops.add_parser("mic", parents=[common, spooling],
@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     sim = ops.add_parser("simulate", parents=[common], help="many fake devices sending realistic utterances")
     sim.add_argument("--devices", type=int, default=10, help="number of devices (default 10)")
-    sim.add_argument("--rate", type=float, default=1.0, help="utterances per second PER DEVICE; 0 = as fast as possible")
+    sim.add_argument("--rate", type=float, default=1.0, help="utterances per second PER DEVICE; 0 = as fast as possible (default 1)")
     sim.add_argument("--duration", type=float, default=None, help="seconds to run (default: until --count or Ctrl-C)")
     sim.add_argument("--count", type=int, default=None, help="total utterances to send")
     sim.add_argument("--topic", default=TRANSCRIPTS_TOPIC, help=f"transcripts topic (default {TRANSCRIPTS_TOPIC})")

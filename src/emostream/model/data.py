@@ -81,7 +81,8 @@ def _parse_ids(path: Path, number: int, ids: str) -> list[int]:
     try:
         numbers = [int(x) for x in ids.split(",") if x.strip() != ""]
     except ValueError:
-        raise DataError(f"{path}:{number}: label ids must be comma-separated integers, got {ids[:80]!r}") from None
+        hint = "; for a file of class names (text<TAB>joy) pass --format tsv" if any(c.isalpha() for c in ids) else ""
+        raise DataError(f"{path}:{number}: label ids must be comma-separated integers, got {ids[:80]!r}{hint}") from None
     if not numbers:
         raise DataError(f"{path}:{number}: no label ids")
     return numbers
@@ -121,7 +122,7 @@ def read_tsv(path: str | Path) -> list[Example]:
     path = Path(path)
     rows: list[Example] = []
     for number, fields in _rows(path, "text<TAB>class[,class...]"):
-        names = [x.strip() for x in fields[1].split(",") if x.strip()]
+        names = [x.strip().lower() for x in fields[1].split(",") if x.strip()]  # "Joy" is joy
         if not names:
             raise DataError(f"{path}:{number}: no class names")
         for name in names:

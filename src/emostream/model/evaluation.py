@@ -23,9 +23,13 @@ def classifier_scores(clf: Classifier, texts: list[str]) -> np.ndarray:
 
 
 def stderr_progress(done: int, total: int) -> None:
-    """A single self-overwriting ``eval: 42% (2300/5426)`` line on stderr."""
-    end = "\n" if done >= total else ""
-    print(f"\reval: {100 * done // max(total, 1):3d}% ({done}/{total})", end=end, file=sys.stderr, flush=True)
+    """``eval: 42% (2300/5426)`` on stderr: one self-overwriting line on a terminal; on a log
+    (not a terminal) a plain line per report, so logs do not get one run-on line."""
+    line = f"eval: {100 * done // max(total, 1):3d}% ({done}/{total})"
+    if sys.stderr.isatty():
+        print(f"\r{line}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def run_eval(
