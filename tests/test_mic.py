@@ -431,15 +431,16 @@ def test_mic_replay_arrives_as_one_transcript_per_utterance_in_order(recording: 
     from emostream.events import parse_ts
     from emostream.kafka.configuration import ClientConfig
 
-    from tests.test_edge_kafka import consume_all, make_topic
+    from tests.test_edge_kafka import consume_all
+    from tests.worker_helpers import Workers, events_of, make_topics, model_spec, read_all, stop
 
-    make_topic(bootstrap, unique_name, partitions=3)
-    done = _mic(recording, "--device", "pi-mic", "--topic", unique_name, "--bootstrap", bootstrap,
+    src, out, _dlq = make_topics(bootstrap, unique_name, partitions=3)
+    done = _mic(recording, "--device", "pi-mic", "--topic", src, "--bootstrap", bootstrap,
                 "--spool", str(tmp_path / "s.db"), "--wait", "60")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["utterances"] == 3 and summary["waiting"] == 0 and summary["acked"] == 3, summary
-    got = [json.loads(v) for _k, v in consume_all(ClientConfig(bootstrap), unique_name, 3)]
+    got = [json.loads(v) for _k, v in consume_all(ClientConfig(bootstrap), src, 3)]
     assert len(got) == 3
     starts = [parse_ts(g["started_at"]) for g in got]
     assert starts == sorted(starts) and all(parse_ts(g["ended_at"]) > parse_ts(g["started_at"]) for g in got)
@@ -447,6 +448,15 @@ def test_mic_replay_arrives_as_one_transcript_per_utterance_in_order(recording: 
     for ref, g in zip(expected, got):
         assert g["device_id"] == "pi-mic" and g["stt_engine"].startswith("faster-whisper")
         assert word_error_rate(ref, g["text"]) <= 0.35, (ref, g["text"])
+    # ... and the worker classifies each of them exactly once, in order.
+    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
+    try:
+        worker = workers.start("mic")
+        events = events_of(read_all(bootstrap, [out], expect=3, idle_s=3))
+        assert stop(worker) == 0
+    finally:
+        workers.cleanup()
+    assert [e["utterance_id"] for e in events] == [g["utterance_id"] for g in got]
 
 
 @pytest.mark.kafka
