@@ -130,6 +130,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return _espeak_wavs(tmp_path_factory.mktemp("speech"))
 
 
+@pytest.mark.slow  # espeak + two STT engines: ~25 s; make test runs it, make test-quick does not
 @pytest.mark.parametrize("engine_name,bound", [("whisper", 0.35), ("pocketsphinx", None)])
 def test_engine_word_error_rate_on_espeak_speech(speech: list[Path], engine_name: str, bound: float | None) -> None:
     pytest.importorskip("faster_whisper" if engine_name == "whisper" else "pocketsphinx",
