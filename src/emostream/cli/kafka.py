@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     create.add_argument("--replication", type=int, default=None, help="replication (default min(3, live brokers))")
     create.add_argument("--min-insync", type=int, default=None, help="min.insync.replicas (default max(1, R-1))")
     create.set_defaults(func=_create)
-    ensure = tops.add_parser("ensure", parents=[common], help="create transcripts, emotions and DLQ topics if missing")
+    ensure = tops.add_parser("ensure", parents=[common], help="create the transcripts, emotions and DLQ topics, the device key registry and the dedupe changelog if missing")
     ensure.add_argument("--partitions", type=int, default=None, help="partitions of new topics (default 6)")
     ensure.add_argument("--replication", type=int, default=None, help="replication (default min(3, live brokers))")
     ensure.add_argument("--source-topic", default=None, help="transcripts topic (default stt.transcripts)")
