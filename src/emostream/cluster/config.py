@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from emostream.errors import UsageError
+from emostream.kafka.configuration import SCRAM_MECHANISM
 
 CONTROLLER_OFFSET = 100
 INTERNAL_OFFSET = 200
@@ -35,7 +36,7 @@ BROKER_PRINCIPAL = "broker"
 ORG = "emostream"
 BROKER_CN = "emostream-broker"  # every node's certificate subject: CN=emostream-broker,OU=brokers,O=emostream
 BROKER_OU = "brokers"
-SASL_MECHANISM = "SCRAM-SHA-512"
+SASL_MECHANISM = SCRAM_MECHANISM  # defined once, with the client profiles
 SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 TLS_PROTOCOLS = "TLSv1.3,TLSv1.2"

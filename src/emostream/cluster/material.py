@@ -23,7 +23,8 @@ from typing import Any
 from emostream.cluster.config import ADMIN_USER, SASL_MECHANISM
 from emostream.cluster.private import private_dir, write_private
 from emostream.cluster.tls import BROKER_CN, BROKER_OU, CertificateAuthority, describe
-from emostream.errors import UsageError
+from emostream.errors import ConfigError, UsageError
+from emostream.kafka.configuration import read_security_profile
 
 SECURITY_DIR = "security"
 NODE_KEYSTORE = "broker.pem"  # key + certificate + CA, as Kafka's PEM keystore reads it
@@ -128,8 +129,8 @@ def ensure_admin_profile(files: SecurityFiles, bootstrap: str) -> Path:
 def admin_password(files: SecurityFiles) -> str:
     """The admin password kept in the admin profile; UsageError when there is none."""
     try:
-        return str(json.loads(files.admin_profile.read_text())["password"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return read_security_profile(files.admin_profile)["password"]
+    except (ConfigError, KeyError) as exc:
         raise UsageError(f"no readable admin profile at {files.admin_profile} ({exc}); "
                          "a secure cluster makes one ('emostream kafka up --secure' or 'kafka config --secure')") from exc
 
