@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from emostream.kafka.configuration import ClientConfig
 
@@ -57,3 +59,29 @@ def committed_lag(consumer: Consumer, committed: dict[tuple[str, int], int]) -> 
         done = committed.get((tp.topic, tp.partition), max(low, 0))
         out[(tp.topic, tp.partition)] = max(0, high - done)
     return out
+
+
+def read_to_end(consumer: Consumer, topic: str, starts: dict[int, int], ends: dict[int, int],
+                handle: Callable[[Message], None], timeout_s: float) -> set[int]:
+    """Assign ``topic``'s partitions at ``starts`` and hand every record to ``handle`` until each
+    partition reached its ``ends`` offset; the partitions not finished within ``timeout_s``.
+
+    A partition is done when its last record read is ``end - 1``, or its position passed ``end``
+    (transaction markers take offsets but are never handed out). The assignment stays, so the
+    caller may keep consuming what arrives later.
+    """
+    consumer.assign([TopicPartition(topic, p, offset) for p, offset in starts.items()])
+    pending = {p: end for p, end in ends.items() if starts.get(p, end) < end}
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=1000, timeout=0.5):
+            if msg.error() is not None:
+                continue
+            handle(msg)
+            if msg.offset() >= pending.get(msg.partition(), msg.offset() + 2) - 1:
+                pending.pop(msg.partition(), None)
+        if pending:
+            for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
+                if tp.offset >= pending[tp.partition]:
+                    pending.pop(tp.partition)
+    return set(pending)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.consumer import reader_consumer
+from emostream.kafka.consumer import read_to_end, reader_consumer
 from emostream.kafka.errors import describe
 from emostream.kafka.types import KafkaException, TopicPartition
 
@@ -46,32 +46,23 @@ def restore_digests(
     try:
         since_ms = int((clock() - window_s) * 1000)
         by_time = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=timeout_s)
-        start: list[TopicPartition] = []
+        starts: dict[int, int] = {}
         ends: dict[int, int] = {}
         for tp in by_time:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
             first = tp.offset if tp.offset >= 0 else high  # no record that recent: nothing to restore
-            first = max(first, low, high - capacity)
-            if first < high:
-                start.append(TopicPartition(topic, tp.partition, first))
-                ends[tp.partition] = high
-        if not start:
-            return out
-        consumer.assign(start)
-        deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error() is not None:
-                    continue
-                key = msg.key()
-                if key is not None and len(key) == DIGEST_SIZE:
-                    out[msg.partition()].append(key)
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
-                if tp.offset >= ends[tp.partition]:
-                    ends.pop(tp.partition)
-        if ends:
+            starts[tp.partition] = max(first, low, high - capacity)
+            ends[tp.partition] = high
+
+        def keep(msg: Any) -> None:
+            key = msg.key()
+            if key is not None and len(key) == DIGEST_SIZE:
+                out[msg.partition()].append(key)
+
+        unfinished = read_to_end(consumer, topic, starts, ends, keep, timeout_s)
+        if unfinished:
             log.warning("dedupe restore of %s%s stopped after %.0fs; re-sends of older utterances may be classified again",
-                        topic, sorted(ends), timeout_s)
+                        topic, sorted(unfinished), timeout_s)
     except KafkaException as exc:
         log.warning("could not restore dedupe ids from %s: %s; re-sends may be classified again", topic, describe(exc))
     finally:

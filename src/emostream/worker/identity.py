@@ -11,15 +11,14 @@ to its private results topic ``emotion.events.<device>`` when that topic exists.
 from __future__ import annotations
 
 import logging
-import time
 
 from emostream.config import DEVICE_KEYS_TOPIC, device_events_topic
 from emostream.errors import WorkerError
 from emostream.events import InvalidEvent, Transcript
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.consumer import reader_consumer
+from emostream.kafka.consumer import read_to_end, reader_consumer
 from emostream.kafka.errors import describe
-from emostream.kafka.types import OFFSET_BEGINNING, KafkaException, TopicPartition
+from emostream.kafka.types import KafkaException, TopicPartition
 from emostream.signing import DeviceKeys, decode_key_record
 from emostream.worker.process import Record
 
@@ -45,25 +44,14 @@ class DeviceRegistry:
             if meta is None or meta.error is not None or not meta.partitions:
                 raise WorkerError(f"device key registry '{self.topic}' is missing; create it with 'emostream topics ensure' "
                                   "and register devices with 'emostream users add ID --role device'")
-            parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-            ends = {tp.partition: self._consumer.get_watermark_offsets(tp, timeout=self._timeout)[1] for tp in parts}
-            self._consumer.assign(parts)
-            deadline = time.monotonic() + self._timeout
-            last: dict[int, int] = {}
-            while any(last.get(p, -1) + 1 < end for p, end in ends.items() if end > 0):
-                if time.monotonic() > deadline:
-                    raise WorkerError(f"could not read the device key registry '{self.topic}' within {self._timeout:.0f}s")
-                for msg in self._consumer.consume(num_messages=1000, timeout=0.5):
-                    if msg.error() is None:
-                        self._apply(msg.key(), msg.value())
-                        last[msg.partition()] = msg.offset()
-                    elif msg.partition() is not None and msg.offset() is not None and msg.offset() >= 0:
-                        last[msg.partition()] = msg.offset()
-                # A registry written without transactions has no markers: the last record is end-1.
-                # With markers the position passes them; either way position ≥ end means done.
-                for tp in self._consumer.position([TopicPartition(self.topic, p) for p in ends]):
-                    if tp.offset >= ends[tp.partition]:
-                        last[tp.partition] = max(last.get(tp.partition, -1), ends[tp.partition] - 1)
+            starts: dict[int, int] = {}
+            ends: dict[int, int] = {}
+            for p in meta.partitions:
+                starts[p], ends[p] = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=self._timeout)
+            unfinished = read_to_end(self._consumer, self.topic, starts, ends,
+                                     lambda msg: self._apply(msg.key(), msg.value()), self._timeout)
+            if unfinished:
+                raise WorkerError(f"could not read the device key registry '{self.topic}' within {self._timeout:.0f}s")
         except KafkaException as exc:
             raise WorkerError(f"could not read the device key registry '{self.topic}': {describe(exc)}") from exc
         log.info("device key registry: %d device(s)", len(self.keys))
