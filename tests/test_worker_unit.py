@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal
 from emostream.events import Transcript
 from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
-from emostream.worker.checkpoint import Checkpoint
+from emostream.kafka.configuration import ClientConfig
+from emostream.worker.checkpoint import Checkpoint, rewind
+from emostream.worker.runner import Worker, WorkerSettings
 from emostream.worker.dedupe import RecentIds, utterance_digest
 from emostream.worker.process import Output, Record, process_batch
 from tests.worker_helpers import KeywordClassifier
@@ -212,7 +215,8 @@ def test_abortable_commit_error_aborts_rewinds_and_rolls_back_dedupe() -> None:
     cp.store_offset("s", 0, 10)
     with pytest.raises(TransactionAborted):
         cp.commit()
-    assert prod.calls[-1] == "abort"
+    assert prod.calls[-1] == "abort" and cons.seeks == []  # the caller rewinds, in the consumer's thread
+    rewind(cons)
     assert cons.seeks == [("s", 0, 8), ("s", 1, -2)]  # committed offset, else the beginning
     assert recent.check_and_stage(("s", 0), _d("u"))
 
@@ -261,3 +265,87 @@ def test_latency_budget_caps_a_transaction_by_measured_cost() -> None:
     assert latency_cap(100, 0.0, 64) is None  # nothing measured yet
     assert latency_cap(100, 0.0005, 64) == 200  # 100 ms at 0.5 ms a record
     assert latency_cap(100, 0.01, 64) == 64  # never below one model batch
+
+
+def test_dedupe_layers_commit_in_order_and_an_abort_drops_them_all() -> None:
+    # Pipelining: batch n's ids are sealed while it commits; batch n+1 stages on top of them.
+    recent = RecentIds()
+    assert recent.check_and_stage(("t", 0), _d("n"))
+    recent.seal()
+    assert not recent.check_and_stage(("t", 0), _d("n"))  # still committing counts as seen
+    assert recent.check_and_stage(("t", 0), _d("n+1"))
+    recent.commit_sealed()  # batch n committed; n+1 is still only staged
+    assert len(recent) == 1 and not recent.check_and_stage(("t", 0), _d("n"))
+    recent.seal()
+    recent.rollback()  # batch n+1 aborted
+    assert len(recent) == 1 and recent.check_and_stage(("t", 0), _d("n+1"))
+    recent.seal()
+    assert recent.check_and_stage(("t", 0), _d("n+2"))
+    recent.rollback()  # an abort of the committing batch throws away the one read after it too
+    assert recent.check_and_stage(("t", 0), _d("n+1")) and recent.check_and_stage(("t", 0), _d("n+2"))
+
+
+class GatedProducer(FakeProducer):
+    """commit_transaction waits for ``gate``, so a test can act while a commit is in flight."""
+
+    def __init__(self, fail_commit=None) -> None:
+        super().__init__(fail_commit)
+        self.gate = threading.Event()
+        self.committing = threading.Event()
+
+    def commit_transaction(self, timeout) -> None:
+        self.committing.set()
+        assert self.gate.wait(10), "test never opened the gate"
+        super().commit_transaction(timeout)
+
+
+def _pipelined_worker(prod: FakeProducer, positions: dict) -> Worker:
+    w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), WorkerSettings(source_topic="src", durable_dedupe=False))
+    w._producer, w._consumer = prod, FakeConsumer(positions)
+    return w
+
+
+def test_pipelined_worker_classifies_the_next_batch_while_the_last_commits_and_produces_it_after() -> None:
+    prod = GatedProducer()
+    w = _pipelined_worker(prod, {("src", 0): 2})
+    w._process([_rec(0, _t("a", "I am happy")), _rec(1, _t("b", "sad"))])
+    assert prod.committing.wait(5) and w._in_txn  # batch 1 commits in the background
+    assert w.classifier.calls == 1
+    w._consumer.positions[("src", 0)] = 3
+    done = threading.Thread(target=w._process, args=([_rec(2, _t("c", "angry"))],))
+    done.start()
+    done.join(0.5)
+    assert done.is_alive() and w.classifier.calls == 2  # batch 2 classified, waiting for batch 1's commit
+    assert sum(p[0] == "emotion.events" for p in prod.produced) == 2  # batch 2 is not produced yet
+    prod.gate.set()
+    done.join(5)
+    w._settle()
+    assert prod.calls == ["begin", "send_offsets", "commit", "begin", "send_offsets", "commit"]
+    assert [json.loads(v)["utterance_id"] for t, _, v in prod.produced if t == "emotion.events"] == ["a", "b", "c"]
+    assert w._committed == {("src", 0): 3} and w.batches == 2 and not w._in_txn
+
+
+def test_pipelined_abort_throws_away_the_batch_read_after_it_and_rewinds() -> None:
+    err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+    prod = GatedProducer(fail_commit=err)
+    w = _pipelined_worker(prod, {("src", 0): 1})
+    w._process([_rec(0, _t("a", "I am happy"))])
+    assert prod.committing.wait(5)
+    prod.gate.set()
+    w._consumer.positions[("src", 0)] = 2
+    w._process([_rec(1, _t("b", "sad"))])  # classified, then batch 1's abort settles: batch 2 is dropped
+    assert prod.calls == ["begin", "send_offsets", "commit", "abort"]
+    assert [json.loads(v)["utterance_id"] for t, _, v in prod.produced if t == "emotion.events"] == ["a"]
+    assert w._rewind_needed and w.aborts == 1 and w._committed == {} and not w._in_txn
+    # Both utterance ids are forgotten, so the re-read batches are not taken for duplicates.
+    assert w._recent.check_and_stage(("src", 0), _d("a", "dev")) and w._recent.check_and_stage(("src", 0), _d("b", "dev"))
+
+
+def test_a_revoke_waits_for_the_committing_transaction() -> None:
+    prod = GatedProducer()
+    w = _pipelined_worker(prod, {("src", 0): 1})
+    w._process([_rec(0, _t("a", "I am happy"))])
+    assert prod.committing.wait(5)
+    threading.Timer(0.3, prod.gate.set).start()
+    w._on_revoke(w._consumer, [TopicPartition("src", 0)])  # would assert on an open transaction
+    assert prod.calls[-1] == "commit" and w.batches == 1 and not w._in_txn

@@ -41,6 +41,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                           help="broker and load generator on the first CPU, the worker on the second (taskset)")
     pipeline.add_argument("--baseline", choices=["quix"], default=None,
                           help="also drain the backlog with Quix Streams (own venv under ~/.cache/emostream, from PyPI)")
+    pipeline.add_argument("--recovery-seconds", type=float, default=30.0,
+                          help="steady 50/s load around the SIGKILL + restart of the recovery phase (0: skip; default 30)")
+    pipeline.add_argument("--no-pipeline", action="store_true",
+                          help="run the worker with --no-pipeline (each batch commits before the next is polled)")
     pipeline.set_defaults(func=_run_pipeline)
 
     edge = targets.add_parser("edge", help="the microphone path (VAD → Whisper → spool) on a generated recording")
@@ -85,6 +89,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
                                 model=args.model, bootstrap=args.bootstrap, security_profile=args.security_profile,
                                 rates=parse_rates(args.rates), half_capacity=not args.no_half_capacity,
                                 rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin,
-                                baseline=args.baseline)
+                                baseline=args.baseline, pipeline=not args.no_pipeline,
+                                recovery_seconds=args.recovery_seconds)
     _print(run_pipeline_bench(opts), args.json)
     return 0

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--max-latency-ms", type=float, default=None,
                    help="under load, close a transaction at this latency budget: it takes at most as many records as the "
                         "worker processes in this time (measured; at least --batch-max). Default: --txn-max-records only")
+    w.add_argument("--no-pipeline", action="store_true",
+                   help="commit each batch before polling the next (default: batch n commits in the background "
+                        "while batch n+1 is polled and classified; both keep exactly-once)")
     w.add_argument("--max-text-bytes", type=int, default=DEFAULT_MAX_TEXT_BYTES, help="longer transcripts go to the DLQ (default 8192)")
     w.add_argument("--instance-id", default=None, help="stable name of this instance (default HOST-PID); part of the transactional.id")
     w.add_argument("--assignment", choices=["cooperative-sticky", "range", "roundrobin"], default="cooperative-sticky",
@@ -102,6 +105,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         durable_dedupe=not args.no_durable_dedupe,
         stall_after_s=args.stall_after_s,
         max_latency_ms=args.max_latency_ms,
+        pipeline=not args.no_pipeline,
     )
     worker = Worker(client, load_model(args.model, args.threads), settings)
     worker.check_topics()

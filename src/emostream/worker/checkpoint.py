@@ -3,8 +3,8 @@
 Shaped like quix-streams' ``Checkpoint`` and following confluent-kafka's
 ``examples/eos-transactions.py``: produce inside a transaction, add the consumer's position with
 ``send_offsets_to_transaction(..., consumer_group_metadata())`` (KIP-447: zombie workers are fenced
-by the group generation), ``commit_transaction()``. An abortable error aborts, rewinds the consumer
-to the committed offsets and lets the caller read the batch again; a fatal one ends the worker.
+by the group generation), ``commit_transaction()``. An abortable error aborts; the caller rewinds the
+consumer to the committed offsets (:func:`rewind`) and reads the batch again; a fatal one ends the worker.
 """
 
 from __future__ import annotations
@@ -54,23 +54,29 @@ def rewind(consumer: Any, timeout_s: float = TXN_TIMEOUT_S) -> dict[PartitionKey
 class Checkpoint:
     """What one batch processed, and the transaction that commits it (outputs + offsets).
 
-    Use: ``begin()``, ``produce()`` each output, ``store_offset()`` each consumed record,
-    ``commit()``; on TransactionAborted the consumer has been rewound, so just poll again.
+    Use: ``begin()``, ``produce()`` each output, ``store_offset()`` each consumed record, then
+    ``commit()`` — or ``prepare()`` in the consumer's thread and ``finish()`` in any one thread (a
+    pipelined worker commits batch n in the background while it classifies batch n+1). On
+    TransactionAborted the transaction is aborted and nothing of the batch is visible; the caller
+    rewinds the consumer (:func:`rewind`) and reads the batch again.
     """
 
     def __init__(
         self,
         producer: Any,
         consumer: Any,
-        recent: RecentIds,
+        recent: RecentIds | None,
         committed: dict[PartitionKey, int],
     ) -> None:
         self._producer = producer
         self._consumer = consumer
+        # The dedupe memory whose staged ids this transaction commits or rolls back; None when the
+        # caller does that itself (the pipelined worker, which stages the next batch meanwhile).
         self._recent = recent
-        self._committed = committed  # owned by the worker: last offset it committed, per partition
+        self._committed = committed  # owned by the caller: last offset it committed, per partition
         self._offsets: dict[PartitionKey, int] = {}
         self._open = False
+        self._prepared: tuple[list[TopicPartition], Any] | None = None
         # Source records whose outputs were refused for their own sake (kafka.errors.RECORD_REFUSALS).
         self.refused: dict[SourceRef, str] = {}
 
@@ -127,51 +133,66 @@ class Checkpoint:
             out.append(TopicPartition(tp.topic, tp.partition, tp.offset))
         return out
 
-    def commit(self) -> None:
-        """Commit the checkpoint.
+    @property
+    def offsets(self) -> dict[PartitionKey, int]:
+        """The offsets this transaction commits (after prepare()), per partition."""
+        return {(tp.topic, tp.partition): tp.offset for tp in (self._prepared[0] if self._prepared else [])}
 
-        This method will:
-         1. Check the offsets (the consumer's position per partition) only move forward.
-         2. Add them to the transaction: ``send_offsets_to_transaction(position, group metadata)``.
-         3. ``commit_transaction()``: flushes the produced outputs and commits outputs + offsets
-            atomically; retriable errors are retried, abortable ones abort and rewind
-            (TransactionAborted), fatal ones raise TransactionFatal.
-         4. Only then make the batch's utterance ids "seen" and remember the committed offsets.
-        """
+    def prepare(self) -> None:
+        """Fix what the commit will send, in the consumer's thread, before it polls again: the
+        consumer's position per partition (checked to move only forward) and the group metadata."""
         if not self._open:
-            raise RuntimeError("commit() without begin()")
+            raise RuntimeError("prepare() without begin()")
         offsets = self.offsets_to_commit() if self._offsets else []
         for tp in offsets:
             floor = self._committed.get((tp.topic, tp.partition))
             if floor is not None and tp.offset < floor:
                 raise InvalidOffset(f"would commit {tp.topic}[{tp.partition}] at {tp.offset}, before the committed {floor}")
+        self._prepared = (offsets, self._consumer.consumer_group_metadata() if offsets else None)
+
+    def finish(self) -> None:
+        """Commit what prepare() fixed. Touches only the producer, so it may run in another thread
+        while the consumer polls the next batch.
+
+         1. ``send_offsets_to_transaction(position, group metadata)`` (KIP-447 fencing);
+         2. ``commit_transaction()``: flushes the produced outputs and commits outputs + offsets
+            atomically; retriable errors are retried, abortable ones abort (TransactionAborted),
+            fatal ones raise TransactionFatal.
+        """
+        if self._prepared is None:
+            raise RuntimeError("finish() without prepare()")
+        offsets, metadata = self._prepared
         if offsets:
-            self._call(
-                lambda: self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), TXN_TIMEOUT_S
-                )
-            )
+            self._call(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT_S))
         self._call(lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
         self._open = False
-        self._recent.commit()
-        for tp in offsets:
-            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def commit(self) -> None:
+        """prepare() + finish() in this thread; then the batch's utterance ids become "seen" and
+        the committed offsets are remembered (the pipelined worker does both itself)."""
+        self.prepare()
+        self.finish()
+        if self._recent is not None:
+            self._recent.commit()
+        self._committed.update(self.offsets)
 
     def abort(self, reason: str, *, retriable: bool = True) -> None:
-        """Abort the open transaction, forget staged ids, rewind the consumer; raises TransactionAborted."""
+        """Abort the open transaction and forget staged ids; raises TransactionAborted. The caller
+        rewinds the consumer (:func:`rewind`) before it polls again."""
         log.warning("aborting transaction: %s", reason)
-        self._recent.rollback()
+        if self._recent is not None:
+            self._recent.rollback()
         if self._open:
             try:
                 self._call(lambda: self._producer.abort_transaction(TXN_TIMEOUT_S), on_abortable=None)
             finally:
                 self._open = False
-        rewind(self._consumer)
         raise TransactionAborted(reason, retriable=retriable)
 
     def abort_quietly(self) -> None:
         """Abort an open transaction on the way out of an error; never raises (the error wins)."""
-        self._recent.rollback()
+        if self._recent is not None:
+            self._recent.rollback()
         if self._open:
             self._open = False
             try:

@@ -19,7 +19,7 @@ and no device can claim them because '@' is not allowed in an id it sends.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 from emostream.events import DERIVED_ID_PREFIX
@@ -47,31 +47,56 @@ class RecentIds:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._seen: dict[PartitionKey, OrderedDict[bytes, None]] = {}
-        self._staged: dict[PartitionKey, list[bytes]] = {}
+        # Staged ids, one layer per transaction: the open one (being filled) and the sealed ones
+        # (committing, oldest first). A pipelined worker stages batch n+1 while batch n commits.
+        self._staged: list[tuple[PartitionKey, bytes]] = []
+        self._sealed: deque[list[tuple[PartitionKey, bytes]]] = deque()
         self._staged_set: set[tuple[PartitionKey, bytes]] = set()
 
     def check_and_stage(self, tp: PartitionKey, digest: bytes) -> bool:
         """True when the id is new (and stage it); False when it is a duplicate to drop."""
         if (tp, digest) in self._staged_set:
-            return False
+            return False  # staged by this batch or by one still committing
         seen = self._seen.get(tp)
         if seen is not None and digest in seen:
             seen.move_to_end(digest)
             return False
-        self._staged.setdefault(tp, []).append(digest)
+        self._staged.append((tp, digest))
         self._staged_set.add((tp, digest))
         return True
 
+    def seal(self) -> None:
+        """The open layer's transaction starts committing: what is staged from now on is the next one's."""
+        self._sealed.append(self._staged)
+        self._staged = []
+
+    def commit_sealed(self) -> None:
+        """The oldest committing transaction committed: its staged ids become seen."""
+        if self._sealed:
+            self._accept(self._sealed.popleft())
+
     def commit(self) -> None:
-        """The transaction committed: staged ids become seen (oldest evicted past capacity)."""
-        for tp, digests in self._staged.items():
-            self._remember(tp, digests)
-        self.rollback()
+        """Everything staged committed (sealed layers, then the open one): those ids become seen
+        (oldest evicted past capacity)."""
+        while self._sealed:
+            self._accept(self._sealed.popleft())
+        self._accept(self._staged)
+        self._staged = []
 
     def rollback(self) -> None:
-        """The transaction aborted: forget what was staged."""
-        self._staged.clear()
+        """A transaction aborted: forget everything staged, the open layer and the sealed ones
+        (a batch read after an aborted one is read again too)."""
+        self._staged = []
+        self._sealed.clear()
         self._staged_set.clear()
+
+    def _accept(self, layer: list[tuple[PartitionKey, bytes]]) -> None:
+        by_tp: dict[PartitionKey, list[bytes]] = {}
+        for tp, digest in layer:
+            by_tp.setdefault(tp, []).append(digest)
+            self._staged_set.discard((tp, digest))
+        for tp, digests in by_tp.items():
+            self._remember(tp, digests)
 
     def restore(self, tp: PartitionKey, digests: Iterable[bytes]) -> None:
         """Seed a newly assigned partition with digests read back from the changelog (oldest first)."""

@@ -1,11 +1,19 @@
 """The worker's I/O shell: poll → micro-batch → process → one transaction per batch.
 
 Exactly-once: every batch's EmotionEvents, dead letters and input offsets commit in one
-transaction (see :class:`~emostream.worker.checkpoint.Checkpoint`). Rebalance callbacks only run
-inside ``consume()``, which is only called between transactions, so a partition is never taken
-away while one of its records is in an open transaction; records of revoked partitions that were
-polled but not yet processed are dropped from the open batch (their new owner reads them from the
-committed offset).
+transaction (see :class:`~emostream.worker.checkpoint.Checkpoint`).
+
+Pipelined: once batch n's outputs are produced and its offsets fixed, its transaction commits in a
+background thread (``send_offsets_to_transaction`` + ``commit_transaction``, which only touch the
+producer and release the GIL) while this thread polls and classifies batch n+1. Batch n+1 is only
+produced after batch n's commit has settled, so outputs still commit in source order per partition
+and each batch's outputs and offsets stay in one transaction. If batch n aborts, batch n+1 (read
+after it) is thrown away with it and both are read again from the committed offsets.
+
+Rebalances happen between transactions: callbacks only run inside ``consume()``, and the revoke
+callback first waits for a committing transaction to settle, so a partition is never taken away
+while one of its records is in an open transaction; records of revoked partitions that were polled
+but not yet processed are dropped (their new owner reads them from the committed offset).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +40,9 @@ from emostream.metrics import PipelineMetrics
 from emostream.model.base import Classifier
 from emostream.worker.batching import BatchPolicy
 from emostream.worker.changelog import DEFAULT_WINDOW_S, restore_digests
-from emostream.worker.checkpoint import TXN_TIMEOUT_S, Checkpoint
+from emostream.worker.checkpoint import TXN_TIMEOUT_S, Checkpoint, rewind
 from emostream.worker.dedupe import DEFAULT_CAPACITY, RecentIds
-from emostream.worker.process import Record, process_batch
+from emostream.worker.process import BatchResult, Record, process_batch
 
 log = logging.getLogger("emostream.worker")
 
@@ -80,6 +89,8 @@ class WorkerSettings:
     # Latency budget of one transaction under load: it takes at most as many records as the
     # worker processes in this time (measured, at least batch_max). None: only txn_max_records.
     max_latency_ms: float | None = None
+    # Commit batch n in the background while batch n+1 is polled and classified (see the module doc).
+    pipeline: bool = True
     consumer_extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -105,6 +116,17 @@ class WorkerSettings:
         predecessor's open transaction at once instead of after the transaction timeout."""
         instance = self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         return f"emostream-worker-{self.group}-{instance}"
+
+
+@dataclass
+class _Committing:
+    """A batch whose transaction is committing (in the background when pipelined)."""
+
+    batch: list[Record]
+    result: BatchResult
+    checkpoint: Checkpoint
+    since: float
+    future: Future[None] | None = None
 
 
 class Worker:
@@ -145,6 +167,9 @@ class Worker:
         self.metrics.stalled.set_function(lambda: len(self.stalled_partitions()))
         self._pending: list[Record] = []
         self._in_txn = False
+        self._committing: _Committing | None = None
+        self._committer: ThreadPoolExecutor | None = None
+        self._rewind_needed = False  # a transaction aborted: seek back before using what is polled
         self._stop = threading.Event()
         self._running = False
         self._last_poll = 0.0
@@ -240,11 +265,17 @@ class Worker:
                 self._update_lag()
                 if batch:
                     self._process(batch)
+                else:
+                    self._settle()  # idle: nothing to overlap the commit with
+            self._settle()
         finally:
             self._running = False
+            self._settle_quietly()
             self._close()
 
     def _close(self) -> None:
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
         try:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group now: partitions move without waiting for the session timeout
@@ -280,7 +311,9 @@ class Worker:
         log.info("assigned %s (%d recent utterance ids restored)", _names(partitions), restored)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        # Callbacks run inside consume(), between transactions: nothing of ours is in flight.
+        # Callbacks run inside consume(); a transaction still committing settles first, so the
+        # partitions leave between transactions.
+        self._settle()
         assert not self._in_txn, "rebalance callback during an open transaction"
         gone = {(tp.topic, tp.partition) for tp in partitions}
         before = len(self._pending)
@@ -310,6 +343,12 @@ class Worker:
         if self._batch_limit is not None:
             limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
         while not self._stop.is_set():
+            if self._rewind_needed:
+                # A transaction aborted: everything polled after its records is read again.
+                self._rewind_needed = False
+                self._pending.clear()
+                opened_at = None
+                rewind(self._consumer)
             now = time.monotonic()
             if self.policy.is_closed(len(self._pending), opened_at, now) or (limit is not None and len(self._pending) >= limit):
                 break
@@ -321,6 +360,8 @@ class Worker:
                 room = max(1, min(room, limit - len(self._pending)))
             msgs = self._consumer.consume(num_messages=room, timeout=self.policy.poll_timeout(len(self._pending), opened_at, now))
             self._last_poll = time.monotonic()
+            if self._rewind_needed:
+                continue  # an abort settled inside this consume(): these may predate the rewind
             headers = self._registry is not None  # signatures travel in headers; otherwise skip the copy
             for m in msgs:
                 err = m.error()
@@ -368,52 +409,109 @@ class Worker:
             log.warning("consumer error: %s", err.str())
 
     def _process(self, batch: list[Record]) -> None:
+        """Classify the batch (while the previous batch may still be committing), then, once that
+        one has settled, produce the batch in its own transaction and start committing it."""
         s = self.settings
-        cp = Checkpoint(self._producer, self._consumer, self._recent, self._committed)
-        self._txn_since = time.monotonic()
+        registry = self._registry
+        since = time.monotonic()
+        result = process_batch(
+            batch,
+            self.classifier,
+            target_topic=s.target_topic,
+            dlq_topic=s.dead_letter_topic,
+            recent=self._recent,
+            max_text_bytes=s.max_text_bytes,
+            model_batch=s.batch_max,
+            verify=registry.verify if registry is not None else None,
+            device_topic=registry.private_topic if registry is not None else None,
+            changelog_topic=s.changelog_topic,
+            poisoned=self._poisoned,
+        )
+        if not self._settle():
+            return  # the previous batch aborted; this one, read after it, is read again
+        cp = Checkpoint(self._producer, self._consumer, None, self._committed)
+        self._txn_since = since
         self._txn_partitions = {(r.topic, r.partition) for r in batch}
         self._in_txn = True
         try:
             cp.begin()
-            registry = self._registry
-            result = process_batch(
-                batch,
-                self.classifier,
-                target_topic=s.target_topic,
-                dlq_topic=s.dead_letter_topic,
-                recent=self._recent,
-                max_text_bytes=s.max_text_bytes,
-                model_batch=s.batch_max,
-                verify=registry.verify if registry is not None else None,
-                device_topic=registry.private_topic if registry is not None else None,
-                changelog_topic=s.changelog_topic,
-                poisoned=self._poisoned,
-            )
             for out in result.outputs:
                 cp.produce(out)
             for rec in batch:
                 cp.store_offset(rec.topic, rec.partition, rec.offset)
-            started = time.perf_counter()
-            cp.commit()
-            log.debug("batch of %d: model %.0f ms in %d call(s), commit %.0f ms", len(batch), result.model_s * 1000,
-                      result.model_calls, (time.perf_counter() - started) * 1000)
+            cp.prepare()
         except TransactionAborted as exc:
-            self.aborts += 1
-            self._aborts_in_row += 1
-            self.metrics.transaction("aborted")
-            if self._isolate(batch, cp, exc):
-                return  # retry at once: the next transaction is smaller or skips the culprit
-            # Back off while the cause lasts (a broker restarting, a partition without leader).
-            self._stop.wait(min(10.0, 0.25 * 2 ** min(self._aborts_in_row, 6)))
+            self._in_txn = False
+            self._aborted(batch, cp, exc)
             return
         except BaseException:
+            self._in_txn = False
+            self._recent.rollback()
             cp.abort_quietly()
+            raise
+        self._recent.seal()
+        committing = _Committing(batch, result, cp, since)
+        if s.pipeline:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="emostream-commit")
+            committing.future = self._committer.submit(cp.finish)
+        self._committing = committing
+        if not s.pipeline:
+            self._settle()
+
+    def _settle(self) -> bool:
+        """Wait for the committing transaction (if any) and account for it. False when it aborted:
+        the consumer must be rewound before what was polled since is used (``_rewind_needed``)."""
+        c = self._committing
+        if c is None:
+            return True
+        self._committing = None
+        started = time.perf_counter()
+        try:
+            if c.future is not None:
+                c.future.result()
+            else:
+                c.checkpoint.finish()
+        except TransactionAborted as exc:
+            self._aborted(c.batch, c.checkpoint, exc)
+            return False
+        except BaseException:
+            self._recent.rollback()
             raise
         finally:
             self._in_txn = False
+        self._committed.update(c.checkpoint.offsets)
+        self._recent.commit_sealed()
+        log.debug("batch of %d: model %.0f ms in %d call(s), commit waited %.0f ms", len(c.batch), c.result.model_s * 1000,
+                  c.result.model_calls, (time.perf_counter() - started) * 1000)
+        self._committed_batch(c.batch, c.result, c.since)
+        return True
+
+    def _settle_quietly(self) -> None:
+        """Settle on the way out of an error; the error wins over a failed commit."""
+        try:
+            self._settle()
+        except BaseException as exc:  # noqa: BLE001
+            log.warning("the last transaction did not commit: %s", exc)
+
+    def _aborted(self, batch: list[Record], cp: Checkpoint, exc: TransactionAborted) -> None:
+        """A transaction aborted: forget staged ids (of this batch and any read after it), rewind
+        before the next poll, find the culprit or back off."""
+        self._recent.rollback()
+        self._pending.clear()
+        self._rewind_needed = True
+        self.aborts += 1
+        self._aborts_in_row += 1
+        self.metrics.transaction("aborted")
+        if self._isolate(batch, cp, exc):
+            return  # retry at once: the next transaction is smaller or skips the culprit
+        # Back off while the cause lasts (a broker restarting, a partition without leader).
+        self._stop.wait(min(10.0, 0.25 * 2 ** min(self._aborts_in_row, 6)))
+
+    def _committed_batch(self, batch: list[Record], result: BatchResult, since: float) -> None:
         self.batches += 1
         self._aborts_in_row = 0
-        cost = (time.monotonic() - self._txn_since) / len(batch)
+        cost = (time.monotonic() - since) / len(batch)
         self._record_cost_s = cost if not self._record_cost_s else 0.8 * self._record_cost_s + 0.2 * cost
         for rec in batch:
             self._poisoned.pop(rec.source, None)
