@@ -7,7 +7,14 @@ import os
 
 import pytest
 
-from emostream.bench.pipeline import PipelineBenchOptions, parse_rates, rate_summary, run_pipeline_bench, steady_capacity
+from emostream.bench.pipeline import (
+    PipelineBenchOptions,
+    parse_rates,
+    rate_summary,
+    recovery_summary,
+    run_pipeline_bench,
+    steady_capacity,
+)
 from emostream.errors import UsageError
 
 RATE_KEYS = {"offered_per_s", "achieved_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "worker_cpu_ms_per_event"}
@@ -36,12 +43,22 @@ def test_steady_capacity_skips_the_warm_up_quarter():
     assert steady_capacity([], 0.0, 4.0) == 0.0
 
 
+def test_recovery_summary_is_the_longest_gap_after_the_kill():
+    arrivals = [9.0, 9.5, 10.2, 17.0, 17.1, 17.2, 30.0]  # killed at 10: the old worker's last events, then a pause
+    s = recovery_summary(10.0, arrivals, ["a", "b", "c", "d", "e", "e"], sent=6)
+    assert s == {"pause_s": 12.8, "lost": 1, "duplicates": 1}  # 17.2 → 30.0 is longer than 10.2 → 17.0
+    assert recovery_summary(10.0, [11.5], ["a"], sent=1) == {"pause_s": 1.5, "lost": 0, "duplicates": 0}
+    assert recovery_summary(10.0, [], [], sent=3)["pause_s"] is None
+
+
 def test_options_and_rates_refuse_nonsense():
     assert parse_rates("10, 50,150") == (10.0, 50.0, 150.0) and parse_rates("") == ()
     with pytest.raises(UsageError, match="--rates"):
         parse_rates("10,fast")
     with pytest.raises(UsageError, match="--rate-seconds"):
         PipelineBenchOptions(rate_seconds=0)
+    with pytest.raises(UsageError):
+        PipelineBenchOptions(recovery_seconds=-1)
     assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
     with pytest.raises(UsageError, match="--baseline"):
         PipelineBenchOptions(baseline="flink")
@@ -51,7 +68,7 @@ def test_options_and_rates_refuse_nonsense():
 @pytest.mark.slow
 def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
-                                rate_seconds=3.0, idle_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2)
+                                rate_seconds=3.0, idle_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2, recovery_seconds=8.0)
     before = os.sched_getaffinity(0)
     result = run_pipeline_bench(opts)
     assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back
@@ -70,3 +87,6 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
         assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"]
         assert r["worker_cpu_ms_per_event"] > 0
     assert result["p99_ms_at_half_load"] == rates[2]["p99_ms"] and result["half_load_rate"] == rates[2]["offered_per_s"]
+    # A worker killed with SIGKILL under load and restarted: every event exactly once, a measured pause.
+    assert (result["recovery_lost"], result["recovery_duplicates"]) == (0, 0)
+    assert result["recovery_pause_s"] > 0 and result["quix_recovery_pause_s"] is None and result["pipeline"] is True

@@ -11,14 +11,18 @@ deployed, so its CPU time and RSS are read from ``/proc``):
 5. fixed offered rates (default 10, 50, 150/s and half that capacity), ``--rate-seconds`` each:
    p50/p95/p99/max end to end (utterance end → event at a read_committed reader) and the worker's
    CPU ms per event (``utime + stime`` over the window);
-6. a naive one-record-at-a-time loop (poll, classify, produce, flush, commit) as a reported figure.
+6. recovery: a worker under a steady 50/s is killed with SIGKILL and restarted at once (same
+   ``--instance-id``, as systemd or Kubernetes would); the pause is the longest gap in the output
+   from the kill until events flow again, with lost and duplicated events counted (0 and 0);
+7. a naive one-record-at-a-time loop (poll, classify, produce, flush, commit) as a reported figure.
 
 ``layout="pinned"`` (``--pin``) puts this process (load generator, reader, naive loop, model
 ceiling) and the broker the bench starts on the first CPU, the worker on the second: the closest
 a 2-core host gets to the broker living elsewhere. A broker given with ``--bootstrap`` is not ours
 to pin. ``baseline="quix"`` (``--baseline quix``) also drains the same backlog with a Quix Streams
 app (exactly-once, the same model per message, ``commit_interval=0.1``) in a venv of its own;
-without it ``quix_throughput``/``ratio_to_quix`` are null.
+without it ``quix_throughput``/``ratio_to_quix``/``quix_recovery_pause_s`` are null. The Quix app is
+killed and restarted the same way for its recovery pause.
 """
 
 from __future__ import annotations
@@ -151,12 +155,16 @@ class PipelineBenchOptions:
     idle_seconds: float = 10.0  # how long the worker's idle CPU is measured
     pin: bool = False  # broker + load generator on the first CPU, the worker on the second
     baseline: str | None = None  # "quix": also drain the backlog with a Quix Streams app
+    pipeline: bool = True  # the worker's default; False runs it with --no-pipeline (for comparison)
+    recovery_seconds: float = 30.0  # the steady load around the SIGKILL (0: skip the recovery phase)
 
     def __post_init__(self) -> None:
         for name in ("count", "naive_count", "batch_max"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.recovery_seconds < 0:
+            raise UsageError(f"--recovery-seconds must not be negative, got {self.recovery_seconds}")
         for name in ("rate_seconds", "idle_seconds"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -306,21 +314,23 @@ def _produce(client: ClientConfig, topic: str, texts: list[str], rate: float | N
 class _Reader:
     """A read_committed reader of the worker's output, kept for all phases of one worker."""
 
-    def __init__(self, client: ClientConfig, topic: str, worker: subprocess.Popen) -> None:
+    def __init__(self, client: ClientConfig, topic: str, worker: subprocess.Popen | None) -> None:
         self._consumer = committed_consumer(client, f"bench-reader-{os.urandom(4).hex()}")
         self._consumer.subscribe([topic])
-        self._worker = worker
+        self.worker = worker  # None while it is being replaced (the recovery phase)
 
-    def take(self, n: int, timeout_s: float, tag: str) -> list[tuple[float, float]]:
+    def take(self, n: int, timeout_s: float, tag: str, ids: list[str] | None = None) -> list[tuple[float, float]]:
         """Read ``n`` events of utterances sent with ``tag``: (arrival, monotonic s; end-to-end
-        latency, s). Events of earlier phases (a timed-out tail) are skipped, not counted. Fewer on
-        timeout; stops with ClusterError as soon as the worker has exited: nothing more will come."""
+        latency, s); their utterance ids are appended to ``ids`` when given. Events of earlier
+        phases (a timed-out tail) are skipped, not counted. Fewer on timeout; stops with
+        ClusterError as soon as the worker has exited: nothing more will come."""
         prefix = f"{tag}-"
         got: list[tuple[float, float]] = []
         deadline = time.monotonic() + timeout_s
         while len(got) < n and time.monotonic() < deadline:
-            if self._worker.poll() is not None:
-                raise ClusterError(f"the benchmark's worker exited with code {self._worker.returncode} after "
+            worker = self.worker
+            if worker is not None and worker.poll() is not None:
+                raise ClusterError(f"the benchmark's worker exited with code {worker.returncode} after "
                                    f"{len(got)} of {n} events; its log is named below")
             for m in self._consumer.consume(1000, 0.05):
                 if m.error() is not None:
@@ -331,6 +341,8 @@ class _Reader:
                     continue
                 ended = parse_ts(e["classified_at"]) - (e.get("latency_ms") or 0.0) / 1000.0
                 got.append((time.monotonic(), now - ended))
+                if ids is not None:
+                    ids.append(str(e["utterance_id"]))
         if len(got) < n:
             _say(f"only {len(got)} of {n} events within {timeout_s:.0f} s")
         return got
@@ -407,11 +419,13 @@ def _topics(admin: Admin, prefix: str) -> tuple[str, str, str]:
 
 
 def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, batch: int, log: Path,
-            cpu: int | None) -> subprocess.Popen:
+            cpu: int | None, pipeline: bool = True) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "emostream", "worker", "--bootstrap", bootstrap, "--source-topic", src, "--target-topic", out,
            "--group", group, "--batch-max", str(batch), "--instance-id", group, "--verbose"]
     if model:
         cmd += ["--model", model]
+    if not pipeline:
+        cmd.append("--no-pipeline")
     taskset = shutil.which("taskset") if cpu is not None else None
     if taskset:
         cmd = [taskset, "-c", str(cpu), *cmd]  # taskset execs the worker: the pid stays the worker's
@@ -452,12 +466,7 @@ def _quix_throughput(client: ClientConfig, admin: Admin, run: str, options: Pipe
     app.write_text(QUIX_APP)
     src, out, _ = _topics(admin, f"{run}-quix")
     _produce(client, src, texts, tag="quix")
-    cmd = [str(py), str(app), client.bootstrap, src, out, f"{run}-quix", options.model or ""]
-    if worker_cpu is not None:
-        cmd = ["taskset", "-c", str(worker_cpu), *cmd]
-    emostream_root = Path(__file__).resolve().parents[2]  # .../src, so the app imports this checkout
-    proc = subprocess.Popen(cmd, cwd=tmp, stdout=(tmp / "quix.log").open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(emostream_root)})
+    proc = _quix_app(py, client, src, out, f"{run}-quix", options.model, worker_cpu, tmp)
     procs.append(proc)
     reader = _Reader(client, out, proc)
     try:
@@ -465,6 +474,73 @@ def _quix_throughput(client: ClientConfig, admin: Admin, run: str, options: Pipe
     finally:
         reader.close()
         _stop(proc)
+
+
+def _quix_app(py: Path, client: ClientConfig, src: str, out: str, group: str, model: str | None, cpu: int | None,
+              tmp: Path) -> subprocess.Popen:
+    app = tmp / "quix_app.py"
+    app.write_text(QUIX_APP)
+    cmd = [str(py), str(app), client.bootstrap, src, out, group, model or ""]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    emostream_root = Path(__file__).resolve().parents[2]  # .../src, so the app imports this checkout
+    return subprocess.Popen(cmd, cwd=tmp, stdout=(tmp / "quix.log").open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(emostream_root)})
+
+
+def recovery_summary(killed_at: float, arrivals: list[float], ids: list[str], sent: int) -> dict[str, Any]:
+    """The output pause around a kill: the longest gap between the kill and the arrivals after it
+    (until events flow again), plus events lost (sent, never read) and read more than once."""
+    after = sorted(t for t in arrivals if t > killed_at)
+    times = [killed_at, *after]
+    pause = max((b - a for a, b in zip(times, times[1:])), default=None)
+    unique = set(ids)
+    return {"pause_s": None if pause is None else round(pause, 2), "lost": sent - len(unique),
+            "duplicates": len(ids) - len(unique)}
+
+
+def _recovery(client: ClientConfig, admin: Admin, name: str, seconds: float, texts: list[str],
+              start: Any, procs: list[subprocess.Popen]) -> dict[str, Any]:
+    """A steady 50/s for ``seconds``; after a quarter of it the consumer process ``start()`` made
+    is killed with SIGKILL and ``start()`` is called again at once."""
+    rate = 50.0
+    src, out, _ = _topics(admin, name)
+    mine = [start(src, out)]
+    procs.extend(mine)
+    reader = _Reader(client, out, mine[0])
+    killed: list[float] = []
+
+    def kill_and_restart() -> None:
+        reader.worker = None
+        os.kill(mine[0].pid, signal.SIGKILL)
+        mine[0].wait(30)
+        killed.append(time.monotonic())
+        mine.append(start(src, out))
+        procs.append(mine[-1])
+        reader.worker = mine[-1]
+
+    try:
+        _offer(client, src, reader, texts[:16], None, "rwarm", timeout_s=180)  # joined, model warm
+        n = int(rate * seconds)
+        timer = threading.Timer(seconds / 4.0, kill_and_restart)
+        ids: list[str] = []
+        sender_done: list[float] = []
+
+        def send() -> None:
+            _produce(client, src, _paced_texts(texts, n), rate, "rec")
+            sender_done.append(time.monotonic())
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        timer.start()
+        arrivals = reader.take(n, seconds + 180.0, "rec", ids)
+        sender.join(60)
+        timer.join()
+        return recovery_summary(killed[0], [t for t, _ in arrivals], ids, n) if killed else {"pause_s": None}
+    finally:
+        reader.close()
+        for p in mine:
+            _stop(p)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -487,7 +563,8 @@ def _latency_runs(client: ClientConfig, admin: Admin, run: str, options: Pipelin
     """Phases 3–5 on one warmed-up worker: idle CPU, steady capacity, the offered rates."""
     batch, secs = options.batch_max, options.rate_seconds
     src, out, _ = _topics(admin, f"{run}-lat")
-    worker = _worker(client.bootstrap, src, out, f"{run}-lat", options.model, batch, tmp / "worker-lat.log", worker_cpu)
+    worker = _worker(client.bootstrap, src, out, f"{run}-lat", options.model, batch, tmp / "worker-lat.log", worker_cpu,
+                     options.pipeline)
     procs.append(worker)
     reader = _Reader(client, out, worker)
     try:
@@ -569,7 +646,8 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         _say(f"throughput: {count} transcripts as a backlog")
         src, out, _dlq = _topics(admin, f"{run}-tp")
         _produce(client, src, texts)
-        worker = _worker(client.bootstrap, src, out, f"{run}-tp", model_spec, batch, tmp / "worker-tp.log", worker_cpu)
+        worker = _worker(client.bootstrap, src, out, f"{run}-tp", model_spec, batch, tmp / "worker-tp.log", worker_cpu,
+                         options.pipeline)
         procs.append(worker)
         reader = _Reader(client, out, worker)
         try:
@@ -584,6 +662,13 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         rss = max(filter(None, [rss, live.pop("rss")]), default=None)
         half = next((r for r in live["rates"] if r.get("half_capacity")), None)
 
+        recovery: dict[str, Any] = {"pause_s": None, "lost": None, "duplicates": None}
+        if options.recovery_seconds:
+            _say(f"recovery: a worker under 50/s killed with SIGKILL after {options.recovery_seconds / 4:.0f} s, restarted at once")
+            recovery = _recovery(client, admin, f"{run}-rec", options.recovery_seconds, texts,
+                                 lambda src, out: _worker(client.bootstrap, src, out, f"{run}-rec", model_spec, batch,
+                                                          tmp / "worker-rec.log", worker_cpu, options.pipeline), procs)
+
         _say(f"naive baseline: {naive_n} transcripts one at a time")
         src3, out3, _ = _topics(admin, f"{run}-naive")
         _produce(client, src3, texts[:naive_n])
@@ -591,10 +676,16 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         # The first measurement can overlap the broker's start-up (JIT, log recovery); the ceiling
         # is the better of the two, so ratio_to_model is never flattered by a slow measurement.
         model_tp = max(model_tp, _model_throughput(model_spec, texts, batch)[0])
-        quix_tp = None
+        quix_tp = quix_pause = None
         if options.baseline == "quix":
             _say(f"Quix Streams baseline: the same {count} transcripts as a backlog")
             quix_tp = _quix_throughput(client, admin, run, options, texts, worker_cpu, tmp, procs)
+            if options.recovery_seconds:
+                _say("Quix Streams recovery: killed with SIGKILL under 50/s, restarted at once")
+                py = _quix_python()
+                quix_pause = _recovery(client, admin, f"{run}-qrec", options.recovery_seconds, texts,
+                                       lambda src, out: _quix_app(py, client, src, out, f"{run}-qrec", model_spec, worker_cpu, tmp),
+                                       procs)["pause_s"]
 
         result = {
             "count": count,
@@ -618,12 +709,17 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "ratio_to_model": round(throughput / model_tp, 3) if model_tp else None,
             "quix_throughput": _round(quix_tp),
             "ratio_to_quix": round(throughput / quix_tp, 2) if quix_tp else None,
+            "recovery_pause_s": recovery["pause_s"],
+            "recovery_lost": recovery.get("lost"),
+            "recovery_duplicates": recovery.get("duplicates"),
+            "quix_recovery_pause_s": quix_pause,
+            "pipeline": options.pipeline,
             "worker_rss_mb": _round(rss),
             "cpus": os.cpu_count(),
             "brokers": admin.live_brokers(),
             "received": len(backlog),
         }
-        for prefix in ("tp", "lat", "naive", "quix"):
+        for prefix in ("tp", "lat", "naive", "quix", "rec", "qrec"):
             try:
                 admin.delete_topics([f"{run}-{prefix}.{suffix}" for suffix in ("src", "out", "src.dlq", "src.dedupe")])
             except Exception:  # noqa: BLE001 - cleanup only
