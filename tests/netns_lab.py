@@ -33,13 +33,34 @@ def netns_unavailable() -> str | None:
     return None
 
 
+def _subnets_in_use() -> set[int]:
+    """The n of every 10.213.<n>.x address on this host's interfaces now."""
+    out = _ip("-o", "-4", "addr", "show", check=False).stdout
+    return {int(word.split(".")[2]) for word in out.split() if word.startswith("10.213.") and word.count(".") == 3}
+
+
+def _pick_subnet() -> int:
+    """A free n in 100-199 for 10.213.<n>.0/24. Under pytest-xdist worker gwK draws from its own
+    block of 12, so two workers never open labs on the same subnet; labs of other runs on this
+    host are avoided by skipping subnets already on an interface."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        start = 100 + (int(worker[2:]) % 8) * 12
+        candidates = list(range(start, start + 12))
+    else:
+        candidates = list(range(100, 200))
+    used = _subnets_in_use()
+    free = [n for n in candidates if n not in used] or candidates
+    return free[int.from_bytes(os.urandom(2), "big") % len(free)]
+
+
 @dataclass
 class NetnsLab:
     """A bridge on 10.213.<n>.0/24 with the root namespace at .1 and host i at .(10+i)."""
 
     hosts: int
     tag: str = field(default_factory=lambda: os.urandom(2).hex())
-    subnet: int = field(default_factory=lambda: 100 + int.from_bytes(os.urandom(1), "big") % 100)
+    subnet: int = field(default_factory=_pick_subnet)
     _made: list[str] = field(default_factory=list)
 
     @property
