@@ -22,11 +22,37 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "goemotions"
 
 
+# Clusters of the tests take their ports from 20000-32767: below Linux's ephemeral range
+# (32768-60999), so no client socket's local port can take a broker's port between the check and
+# the bind. Under pytest-xdist each worker draws from its own slice, so two workers can never pick
+# overlapping ranges in that window either.
+PORTS_LOW, PORTS_HIGH = 20000, 32768
+PORT_SLICES = 8
+
+
+def _worker_index() -> int | None:
+    """0 for xdist's gw0, 1 for gw1, …; None outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else None
+
+
+def _port_slice(brokers: int) -> tuple[int, int]:
+    """The range of base ports this process may use (a cluster spans base .. base+INTERNAL_OFFSET+brokers)."""
+    top = PORTS_HIGH - INTERNAL_OFFSET - brokers
+    index = _worker_index()
+    if index is None:
+        return PORTS_LOW, top
+    width = (PORTS_HIGH - PORTS_LOW) // PORT_SLICES
+    low = PORTS_LOW + (index % PORT_SLICES) * width
+    return low, min(low + width - INTERNAL_OFFSET - brokers, top)
+
+
 def free_base_port(brokers: int) -> int:
     """A base port whose client, controller and internal ports are all free right now."""
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    low, high = _port_slice(brokers)
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - INTERNAL_OFFSET - brokers)
+        base = rng.randrange(low, high)
         if cluster_ports_free(base, brokers):
             return base
     raise RuntimeError("no free port range found")
@@ -47,14 +73,28 @@ def _uses_session_cluster(item: pytest.Item) -> bool:
     return "kafka_cluster" in getattr(item, "fixturenames", ())
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m deselects: the marks added here must count
+def _module_fixtures(item: pytest.Item) -> list[str]:
+    """Names of the module- (or class-/package-) scoped fixtures ``item`` uses."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return [name for name, defs in info.name2fixturedefs.items()
+            if defs and defs[-1].scope in ("module", "class", "package")]
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects and before xdist reads xdist_group: the marks added here must count
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the session cluster ``kafka`` (even when its module forgot), so
-    ``make test-quick`` (``-m "not kafka and not slow"``) never starts brokers; then move the
-    modules with ``kafka`` tests after the others, keeping each module's own order."""
+    ``make test-quick`` (``-m "not kafka and not slow"``) never starts brokers; put the tests of a
+    module that share a module-scoped fixture (a secure cluster, the netns lab, an own cluster) in
+    one ``xdist_group``, so under ``-n N --dist loadgroup`` one worker builds it once and runs
+    them all (the other tests are spread one by one); then move the modules with ``kafka`` tests
+    after the others, keeping each module's own order."""
     for item in items:
         if _uses_session_cluster(item):
             item.add_marker(pytest.mark.kafka)
+        if _module_fixtures(item) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
     kafka_modules = {item.module for item in items if item.get_closest_marker("kafka") is not None}
     items[:] = sorted(items, key=lambda item: item.module in kafka_modules)  # stable: order within kept
 
