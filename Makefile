@@ -24,8 +24,13 @@ sysdeps:
 demo: install kafka
 	$(BIN)/emostream demo
 
+# TEST_WORKERS pytest-xdist workers, each with its own session cluster (3 brokers); most slow tests
+# wait on Kafka timeouts, not the CPU. loadgroup keeps the tests that share a module-scoped cluster
+# or lab on one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 3
+
 test: install sysdeps kafka
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 # The edit-run loop: no brokers, no fault injection (every test that uses a cluster is marked kafka).
 test-quick: install

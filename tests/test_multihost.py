@@ -36,7 +36,9 @@ from emostream.kafka.producer import idempotent_producer
 from emostream.topics import create_topic, plan_dedupe, plan_topic
 from tests.netns_lab import NetnsLab, netns_unavailable
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+# One xdist worker runs the whole module in order: the secure lab's JVMs are gone before the
+# plaintext lab starts, so two 3-host labs never share the 2 cores.
+pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("multihost")]
 
 _why = netns_unavailable()
 if _why:
