@@ -70,7 +70,7 @@ def test_tiny_training_run_exports_a_working_onnx_folder(tmp_path):
 
 def test_weight_only_int8_is_exact_per_row(tmp_path):
     pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
-    from emostream.model.train import export_onnx, quantize_weights_int8
+    from emostream.model.export import export_onnx, quantize_weights_int8
 
     base = make_tiny_bert(tmp_path / "base")
     export_onnx(base, tmp_path / "raw.onnx", 32)
@@ -148,7 +148,8 @@ def test_training_with_xed_spoken_style_and_a_warm_start(tmp_path):
 def test_state_from_onnx_folder_reproduces_the_exported_model(tmp_path):
     pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
     from emostream.model.onnx_backend import OnnxClassifier
-    from emostream.model.train import TrainConfig, _new_model, state_from_onnx_folder, train
+    from emostream.model.export import state_from_onnx_folder
+    from emostream.model.train import TrainConfig, _new_model, train
     from transformers import AutoTokenizer
 
     base = make_tiny_bert(tmp_path / "base")

@@ -127,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from emostream.model.train import export_checkpoint
+    from emostream.model.export import export_checkpoint
 
     result = export_checkpoint(Path(args.checkpoint), Path(args.data), Path(args.out), quantize=not args.no_quantize,
                                log=lambda m: print(f"[export] {m}", file=sys.stderr, flush=True))
