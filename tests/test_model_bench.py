@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from emostream.bench.model import run_model_bench
+import pytest
+
+from emostream.bench.model import ModelBenchOptions, parse_batch_sizes, run_model_bench
 from emostream.cli import main
 from emostream.model.samples import UTTERANCES
 
@@ -16,8 +17,7 @@ def test_samples_are_spoken_length():
 
 
 def test_run_model_bench_fields():
-    args = argparse.Namespace(model=None, batch_sizes="1,8", count=16, threads=1, no_naive=False, naive_model=None)
-    result = run_model_bench(args)
+    result = run_model_bench(ModelBenchOptions(batch_sizes=(1, 8), count=16, threads=1))
     assert result["model"] == "emostream-ekman"
     assert [b["batch_size"] for b in result["batches"]] == [1, 8]
     for b in result["batches"]:
@@ -33,6 +33,24 @@ def test_bench_model_command_json(capsys):
     assert main(["bench", "model", "--json", "--batch-sizes", "4", "--count", "8", "--no-naive"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["batches"][0]["batch_size"] == 4 and result["naive_note"].startswith("skipped")
+
+
+def test_parse_batch_sizes():
+    from emostream.errors import UsageError
+
+    assert parse_batch_sizes("1, 8,64,") == (1, 8, 64)
+    for bad in ("", "0", "1,x", "-4"):
+        with pytest.raises(UsageError):
+            parse_batch_sizes(bad)
+
+
+def test_bench_model_compare_is_interleaved():
+    result = run_model_bench(ModelBenchOptions(batch_sizes=(4,), count=8, threads=1, naive=False,
+                                               compare="emostream-ekman", rounds=2))
+    row = result["compare"]["batches"]["4"]
+    assert result["compare"]["rounds"] == 2
+    assert len(row["model_utterances_per_s"]) == len(row["compare_utterances_per_s"]) == 2
+    assert row["speedup"] > 0
 
 
 def test_spinning_is_a_session_option(monkeypatch):

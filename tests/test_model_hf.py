@@ -90,12 +90,9 @@ def test_hf_backend_rejects_unmappable_labels(tmp_path):
 
 
 def test_bench_naive_baseline_runs_with_hf_checkpoint(tmp_path):
-    import argparse
-
-    from emostream.bench.model import run_model_bench
+    from emostream.bench.model import ModelBenchOptions, run_model_bench
 
     folder = make_tiny_bert(tmp_path / "tiny")
-    args = argparse.Namespace(model=None, batch_sizes="8", count=16, threads=1, no_naive=False,
-                              naive_model=f"hf:{folder}", naive_count=10)
-    result = run_model_bench(args)
+    opts = ModelBenchOptions(batch_sizes=(8,), count=16, threads=1, naive_model=f"hf:{folder}", naive_count=10)
+    result = run_model_bench(opts)
     assert result["naive_utterances_per_s"] > 0 and result["speedup_vs_naive"] > 0

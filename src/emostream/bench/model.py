@@ -3,11 +3,11 @@ per batch size, against a naive baseline (transformers + torch, one text at a ti
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 
 from emostream.model.samples import UTTERANCES
 
@@ -91,21 +91,73 @@ def cold_start(spec: str | None, threads: int | None) -> float:
     return round(time.perf_counter() - start, 3)
 
 
-def run_model_bench(args: argparse.Namespace) -> dict:
-    """Benchmark ``args.model`` at each of ``args.batch_sizes``; returns the JSON-ready result."""
+@dataclass(frozen=True)
+class ModelBenchOptions:
+    """What ``emostream bench model`` measures (the CLI builds this from its flags)."""
+
+    model: str | None = None
+    batch_sizes: tuple[int, ...] = (1, 8, 32, 64, 128)
+    count: int | None = None
+    threads: int | None = None
+    naive: bool = True
+    naive_model: str | None = None
+    naive_count: int | None = None
+    compare: str | None = None
+    rounds: int = 3
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,8,64"`` → ``(1, 8, 64)``; every size must be a whole number ≥ 1."""
+    from emostream.errors import UsageError
+
+    sizes = []
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        try:
+            size = int(item)
+        except ValueError:
+            raise UsageError(f"--batch-sizes: {item.strip()!r} is not a whole number") from None
+        if size < 1:
+            raise UsageError(f"--batch-sizes: {size} must be at least 1")
+        sizes.append(size)
+    if not sizes:
+        raise UsageError("--batch-sizes: give at least one batch size, e.g. 1,64")
+    return tuple(sizes)
+
+
+def _count_for(opts: ModelBenchOptions, size: int) -> int:
+    return opts.count or max(size * 8, 512 if size > 1 else 256)
+
+
+def compare_interleaved(clf, other, sizes: tuple[int, ...], opts: ModelBenchOptions) -> dict:
+    """Both classifiers measured in alternating order (A B, B A, ...) for ``opts.rounds`` rounds at each
+    batch size, so drift on a shared host hits both alike; per batch size the median utterances/s of
+    each and their ratio (``speedup`` > 1: ``clf`` is faster than ``other``)."""
+    rows = {}
+    for size in sizes:
+        runs = {"model": [], "compare": []}
+        for rnd in range(max(1, opts.rounds)):
+            pair = (("model", clf), ("compare", other)) if rnd % 2 == 0 else (("compare", other), ("model", clf))
+            for key, c in pair:
+                runs[key].append(measure_batches(c, size, _count_for(opts, size))["utterances_per_s"])
+        mine, theirs = statistics.median(runs["model"]), statistics.median(runs["compare"])
+        rows[str(size)] = {"model_utterances_per_s": runs["model"], "compare_utterances_per_s": runs["compare"],
+                           "speedup": round(mine / theirs, 2) if theirs else None}
+    return rows
+
+
+def run_model_bench(opts: ModelBenchOptions) -> dict:
+    """Benchmark ``opts.model`` at each of ``opts.batch_sizes``; returns the JSON-ready result."""
     from emostream.model import load_classifier
 
-    spec = getattr(args, "model", None)
-    threads = getattr(args, "threads", None)
-    sizes = [int(x) for x in str(getattr(args, "batch_sizes", "1,8,32,64,128")).split(",") if x.strip()]
+    spec, threads, sizes = opts.model, opts.threads, tuple(opts.batch_sizes)
     cold = cold_start(spec, threads)
     clf = load_classifier(spec, threads=threads)
-    batches = []
-    for size in sizes:
-        count = getattr(args, "count", None) or max(size * 8, 512 if size > 1 else 256)
-        batches.append(measure_batches(clf, size, count))
+    batches = [measure_batches(clf, size, _count_for(opts, size)) for size in sizes]
     result = {
         "model": getattr(clf, "name", spec),
+        "precision": getattr(clf, "precision", None),
         "batches": batches,
         "cold_start_s": cold,
         "threads": threads,
@@ -113,13 +165,17 @@ def run_model_bench(args: argparse.Namespace) -> dict:
         "utterance_words": {"min": min(len(u.split()) for u in UTTERANCES), "max": max(len(u.split()) for u in UTTERANCES)},
         "host": _host(),
     }
-    naive_spec = getattr(args, "naive_model", None)
-    if getattr(args, "no_naive", False):
+    if opts.compare:
+        other = load_classifier(opts.compare, threads=threads)
+        result["compare"] = {"model": getattr(other, "name", opts.compare), "precision": getattr(other, "precision", None),
+                             "rounds": max(1, opts.rounds), "batches": compare_interleaved(clf, other, sizes, opts)}
+    naive_spec = opts.naive_model
+    if not opts.naive:
         naive, note = None, "skipped (--no-naive)"
     elif naive_spec:
-        naive, note = naive_throughput(naive_spec, threads, getattr(args, "naive_count", None) or 200)
+        naive, note = naive_throughput(naive_spec, threads, opts.naive_count or 200)
     elif spec and spec.startswith("hf:"):
-        naive, note = naive_throughput(spec, threads, getattr(args, "naive_count", None) or 200)
+        naive, note = naive_throughput(spec, threads, opts.naive_count or 200)
     else:
         naive, note = None, "no torch checkpoint for this model: pass --naive-model hf:PATH (e.g. .cache/checkpoints/emostream-ekman)"
     result["naive_model"] = naive_spec

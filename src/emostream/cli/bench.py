@@ -24,6 +24,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     model.add_argument("--naive-model", default=None, metavar="hf:PATH",
                        help="torch checkpoint of the same model for the one-at-a-time baseline (extra: hf)")
     model.add_argument("--naive-count", type=int, default=None, help="utterances for the naive baseline (default 200)")
+    model.add_argument("--compare", default=None, metavar="MODEL",
+                       help="also measure this model (name or path, e.g. emostream-ekman) interleaved with --model, "
+                            "and report the speed ratio per batch size")
+    model.add_argument("--rounds", type=int, default=3, help="with --compare: alternating rounds per batch size (default 3)")
     model.set_defaults(func=_run_model)
 
     pipeline = targets.add_parser("pipeline", parents=[common], help="end-to-end Kafka pipeline vs a naive baseline")
@@ -67,9 +71,12 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    from emostream.bench.model import run_model_bench
+    from emostream.bench.model import ModelBenchOptions, parse_batch_sizes, run_model_bench
 
-    _print(run_model_bench(args), args.json)
+    opts = ModelBenchOptions(model=args.model, batch_sizes=parse_batch_sizes(args.batch_sizes), count=args.count,
+                             threads=args.threads, naive=not args.no_naive, naive_model=args.naive_model,
+                             naive_count=args.naive_count, compare=args.compare, rounds=args.rounds)
+    _print(run_model_bench(opts), args.json)
     return 0
 
 
