@@ -146,6 +146,7 @@ class PipelineBenchOptions:
     count: int = 50_000  # transcripts in the throughput backlog
     naive_count: int | None = None  # transcripts for the one-at-a-time baseline; None: min(300, count)
     batch_max: int = 64  # the worker's micro-batch size
+    batch_wait_ms: float | None = None  # the worker's --batch-wait-ms; None: its default
     model: str | None = None  # model spec; None: the shipped model
     bootstrap: str | None = None  # None: a 1-broker Kafka of its own in a temporary folder
     security_profile: str | None = None
@@ -419,13 +420,15 @@ def _topics(admin: Admin, prefix: str) -> tuple[str, str, str]:
 
 
 def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, batch: int, log: Path,
-            cpu: int | None, pipeline: bool = True) -> subprocess.Popen:
+            cpu: int | None, pipeline: bool = True, batch_wait_ms: float | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "emostream", "worker", "--bootstrap", bootstrap, "--source-topic", src, "--target-topic", out,
            "--group", group, "--batch-max", str(batch), "--instance-id", group, "--verbose"]
     if model:
         cmd += ["--model", model]
     if not pipeline:
         cmd.append("--no-pipeline")
+    if batch_wait_ms is not None:
+        cmd += ["--batch-wait-ms", str(batch_wait_ms)]
     taskset = shutil.which("taskset") if cpu is not None else None
     if taskset:
         cmd = [taskset, "-c", str(cpu), *cmd]  # taskset execs the worker: the pid stays the worker's
@@ -564,7 +567,7 @@ def _latency_runs(client: ClientConfig, admin: Admin, run: str, options: Pipelin
     batch, secs = options.batch_max, options.rate_seconds
     src, out, _ = _topics(admin, f"{run}-lat")
     worker = _worker(client.bootstrap, src, out, f"{run}-lat", options.model, batch, tmp / "worker-lat.log", worker_cpu,
-                     options.pipeline)
+                     options.pipeline, options.batch_wait_ms)
     procs.append(worker)
     reader = _Reader(client, out, worker)
     try:
@@ -647,7 +650,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         src, out, _dlq = _topics(admin, f"{run}-tp")
         _produce(client, src, texts)
         worker = _worker(client.bootstrap, src, out, f"{run}-tp", model_spec, batch, tmp / "worker-tp.log", worker_cpu,
-                         options.pipeline)
+                         options.pipeline, options.batch_wait_ms)
         procs.append(worker)
         reader = _Reader(client, out, worker)
         try:
@@ -667,7 +670,8 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             _say(f"recovery: a worker under 50/s killed with SIGKILL after {options.recovery_seconds / 4:.0f} s, restarted at once")
             recovery = _recovery(client, admin, f"{run}-rec", options.recovery_seconds, texts,
                                  lambda src, out: _worker(client.bootstrap, src, out, f"{run}-rec", model_spec, batch,
-                                                          tmp / "worker-rec.log", worker_cpu, options.pipeline), procs)
+                                                          tmp / "worker-rec.log", worker_cpu, options.pipeline,
+                                                          options.batch_wait_ms), procs)
 
         _say(f"naive baseline: {naive_n} transcripts one at a time")
         src3, out3, _ = _topics(admin, f"{run}-naive")
@@ -714,6 +718,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "recovery_duplicates": recovery.get("duplicates"),
             "quix_recovery_pause_s": quix_pause,
             "pipeline": options.pipeline,
+            "batch_wait_ms": options.batch_wait_ms,
             "worker_rss_mb": _round(rss),
             "cpus": os.cpu_count(),
             "brokers": admin.live_brokers(),
