@@ -89,4 +89,6 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     assert result["p99_ms_at_half_load"] == rates[2]["p99_ms"] and result["half_load_rate"] == rates[2]["offered_per_s"]
     # A worker killed with SIGKILL under load and restarted: every event exactly once, a measured pause.
     assert (result["recovery_lost"], result["recovery_duplicates"]) == (0, 0)
+    assert (result["recovery_static_lost"], result["recovery_static_duplicates"]) == (0, 0)
+    assert result["recovery_pause_static_s"] > 0
     assert result["recovery_pause_s"] > 0 and result["quix_recovery_pause_s"] is None and result["pipeline"] is True

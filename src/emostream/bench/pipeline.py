@@ -420,7 +420,8 @@ def _topics(admin: Admin, prefix: str) -> tuple[str, str, str]:
 
 
 def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, batch: int, log: Path,
-            cpu: int | None, pipeline: bool = True, batch_wait_ms: float | None = None) -> subprocess.Popen:
+            cpu: int | None, pipeline: bool = True, batch_wait_ms: float | None = None,
+            static: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "emostream", "worker", "--bootstrap", bootstrap, "--source-topic", src, "--target-topic", out,
            "--group", group, "--batch-max", str(batch), "--instance-id", group, "--verbose"]
     if model:
@@ -429,6 +430,8 @@ def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, b
         cmd.append("--no-pipeline")
     if batch_wait_ms is not None:
         cmd += ["--batch-wait-ms", str(batch_wait_ms)]
+    if static:
+        cmd.append("--static-membership")
     taskset = shutil.which("taskset") if cpu is not None else None
     if taskset:
         cmd = [taskset, "-c", str(cpu), *cmd]  # taskset execs the worker: the pid stays the worker's
@@ -666,12 +669,19 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         half = next((r for r in live["rates"] if r.get("half_capacity")), None)
 
         recovery: dict[str, Any] = {"pause_s": None, "lost": None, "duplicates": None}
+        static: dict[str, Any] = dict(recovery)
         if options.recovery_seconds:
-            _say(f"recovery: a worker under 50/s killed with SIGKILL after {options.recovery_seconds / 4:.0f} s, restarted at once")
-            recovery = _recovery(client, admin, f"{run}-rec", options.recovery_seconds, texts,
-                                 lambda src, out: _worker(client.bootstrap, src, out, f"{run}-rec", model_spec, batch,
-                                                          tmp / "worker-rec.log", worker_cpu, options.pipeline,
-                                                          options.batch_wait_ms), procs)
+            for name, static_membership in (("rec", False), ("recs", True)):
+                _say(f"recovery{' (--static-membership)' if static_membership else ''}: a worker under 50/s killed with "
+                     f"SIGKILL after {options.recovery_seconds / 4:.0f} s, restarted at once")
+                figures = _recovery(client, admin, f"{run}-{name}", options.recovery_seconds, texts,
+                                    lambda src, out, n=name, st=static_membership: _worker(
+                                        client.bootstrap, src, out, f"{run}-{n}", model_spec, batch, tmp / f"worker-{n}.log",
+                                        worker_cpu, options.pipeline, options.batch_wait_ms, st), procs)
+                if static_membership:
+                    static = figures
+                else:
+                    recovery = figures
 
         _say(f"naive baseline: {naive_n} transcripts one at a time")
         src3, out3, _ = _topics(admin, f"{run}-naive")
@@ -716,6 +726,9 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "recovery_pause_s": recovery["pause_s"],
             "recovery_lost": recovery.get("lost"),
             "recovery_duplicates": recovery.get("duplicates"),
+            "recovery_pause_static_s": static["pause_s"],
+            "recovery_static_lost": static.get("lost"),
+            "recovery_static_duplicates": static.get("duplicates"),
             "quix_recovery_pause_s": quix_pause,
             "pipeline": options.pipeline,
             "batch_wait_ms": options.batch_wait_ms,
@@ -724,7 +737,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "brokers": admin.live_brokers(),
             "received": len(backlog),
         }
-        for prefix in ("tp", "lat", "naive", "quix", "rec", "qrec"):
+        for prefix in ("tp", "lat", "naive", "quix", "rec", "recs", "qrec"):
             try:
                 admin.delete_topics([f"{run}-{prefix}.{suffix}" for suffix in ("src", "out", "src.dlq", "src.dedupe")])
             except Exception:  # noqa: BLE001 - cleanup only

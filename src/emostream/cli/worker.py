@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--max-latency-ms", type=float, default=None,
                    help="under load, close a transaction at this latency budget: it takes at most as many records as the "
                         "worker processes in this time (measured; at least --batch-max). Default: --txn-max-records only")
+    w.add_argument("--static-membership", action="store_true",
+                   help="join the group as --instance-id (KIP-345): a restart within the session timeout (10 s) gets "
+                        "its partitions back at once, without a rebalance; a stopped instance's partitions wait that "
+                        "long before they move")
     w.add_argument("--no-pipeline", action="store_true",
                    help="commit each batch before polling the next (default: batch n commits in the background "
                         "while batch n+1 is polled and classified; both keep exactly-once)")
@@ -67,6 +71,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:
         raise UsageError(f"--max-text-bytes must be at least 1, got {args.max_text_bytes}")
+    if args.static_membership and not args.instance_id:
+        raise UsageError("--static-membership needs --instance-id (a name that stays the same across restarts, e.g. %H-%i)")
     if args.max_latency_ms is not None and args.max_latency_ms <= 0:
         raise UsageError(f"--max-latency-ms must be positive, got {args.max_latency_ms}")
     if args.dedupe_window_h <= 0:
@@ -106,6 +112,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         stall_after_s=args.stall_after_s,
         max_latency_ms=args.max_latency_ms,
         pipeline=not args.no_pipeline,
+        static_membership=args.static_membership,
     )
     worker = Worker(client, load_model(args.model, args.threads), settings)
     worker.check_topics()

@@ -91,6 +91,11 @@ class WorkerSettings:
     max_latency_ms: float | None = None
     # Commit batch n in the background while batch n+1 is polled and classified (see the module doc).
     pipeline: bool = True
+    # Static group membership (KIP-345): the consumer joins as ``instance_id``, so an instance that
+    # restarts within the session timeout gets its partitions back at once, without a rebalance
+    # and without waiting for the dead member's session to expire. The price: a stopped instance's
+    # partitions wait for the session timeout before they move (static members do not leave).
+    static_membership: bool = False
     consumer_extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +105,8 @@ class WorkerSettings:
             raise ValueError("dedupe window and stall timeout must be positive")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise ValueError(f"max latency must be positive, got {self.max_latency_ms}")
+        if self.static_membership and not self.instance_id:
+            raise ValueError("static membership needs a stable instance id (--instance-id)")
 
     @property
     def changelog_topic(self) -> str | None:
@@ -222,6 +229,7 @@ class Worker:
             **{
                 "partition.assignment.strategy": s.assignment_strategy,
                 "session.timeout.ms": s.session_timeout_ms,
+                **({"group.instance.id": s.instance_id} if s.static_membership else {}),
                 **s.consumer_extra,
             },
         )
