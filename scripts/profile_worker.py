@@ -1,113 +1,127 @@
-"""Where the worker's CPU goes at a steady offered rate: py-spy samples of a real worker process.
+"""Where the worker's CPU goes at a steady offered rate (issue #16's profile table).
 
-    .venv/bin/pip install py-spy   # a tool, not a dependency
     .venv/bin/python scripts/profile_worker.py --rates 10,50 --seconds 30
 
-Starts a 1-broker Kafka of its own, one worker (``python -m emostream worker``, as deployed), warms
-it up, then per rate offers transcripts for ``--seconds`` while ``py-spy record`` samples the
-worker (``--native`` included, so time inside ONNX Runtime and librdkafka calls is attributed to
-the Python call that made it). Prints a Markdown table per rate: the share of on-CPU samples by
-stage of the loop, the worker's CPU ms per event from /proc, and the top functions by own samples.
-The collapsed stacks are kept next to the worker log for a flame graph (e.g. speedscope).
+Starts a 1-broker Kafka of its own and, per rate, one worker process (``python -m emostream
+worker``, as deployed) wrapped in cProfile with a *CPU-time* clock (``time.thread_time``), so the
+main loop's functions are charged only for the CPU they burn, not for waiting in ``consume()``.
+The worker is warmed up, its profile reset (SIGUSR1), then transcripts are offered for
+``--seconds``. Printed per rate, as Markdown: the worker's CPU ms per event by thread group (from
+/proc/<pid>/task: the Python main loop, librdkafka's threads, and the rest: the commit thread and
+ONNX Runtime's pool) and the main loop's top functions by own CPU time. (py-spy would sample
+every thread, but cannot attach in every sandbox; this needs nothing but the standard library.)
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
-import shutil
+import os
+import pstats
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from emostream.bench.pipeline import (
-    _cpu_delta, _cpu_s, _free_base, _offer, _paced_texts, _Reader, _stop, _texts, _topics, _worker,
-)
+from emostream.bench.pipeline import _free_base, _offer, _paced_texts, _Reader, _stop, _texts, _topics
 from emostream.cluster import LocalCluster
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 
-# Stage of the loop a sample belongs to: the first rule whose needle is in the stack (innermost
-# frames first) wins.
-STAGES = (
-    ("model (ONNX Runtime + tokenizer)", ("onnx_backend.py", "onnxruntime", "tokenizers")),
-    ("transaction commit (background thread)", ("finish (emostream/worker/checkpoint.py",)),
-    ("begin + produce + prepare", ("begin (emostream", "produce (emostream", "prepare (emostream")),
-    ("decode + events", ("process.py", "events.py")),
-    ("poll (consume)", ("_collect (emostream",)),
-    ("lag / stall checks", ("_update_lag",)),
-    ("metrics", ("prometheus_client", "metrics.py")),
-)
+WRAPPER = r"""
+import cProfile, runpy, signal, sys, time
+out = sys.argv.pop(1)
+state = {"p": cProfile.Profile(time.thread_time)}
+def reset(*_):
+    state["p"].disable()
+    state["p"] = cProfile.Profile(time.thread_time)
+    state["p"].enable()
+signal.signal(signal.SIGUSR1, reset)
+state["p"].enable()
+try:
+    runpy.run_module("emostream", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    state["p"].disable()
+    state["p"].dump_stats(out)
+"""
+
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def stage_of(stack: str) -> str:
-    for name, needles in STAGES:
-        if any(n in stack for n in needles):
-            return name
-    return "other"
-
-
-def summarise(collapsed: Path, top: int = 12) -> tuple[dict[str, int], list[tuple[str, int]], int]:
-    stages: collections.Counter[str] = collections.Counter()
-    own: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread group of ``pid``: main (the loop), librdkafka, other."""
+    out = {"main loop (Python)": 0.0, "librdkafka threads": 0.0, "other threads (commit, ONNX Runtime pool, …)": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            comm = (task / "comm").read_text().strip()
+        except OSError:
             continue
-        n = int(count)
-        total += n
-        stages[stage_of(stack)] += n
-        own[stack.split(";")[-1]] += n
-    return dict(stages), own.most_common(top), total
+        cpu = (int(fields[11]) + int(fields[12])) / _TICK
+        if int(task.name) == pid:
+            out["main loop (Python)"] += cpu
+        elif comm.startswith("rdk:"):
+            out["librdkafka threads"] += cpu
+        else:
+            out["other threads (commit, ONNX Runtime pool, …)"] += cpu
+    return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--rates", default="10,50")
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--no-pipeline", action="store_true")
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--worker-args", default="", help="extra worker flags, e.g. '--no-pipeline'")
     args = ap.parse_args()
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     tmp = Path(tempfile.mkdtemp(prefix="emostream-profile-"))
+    wrapper = tmp / "wrapper.py"
+    wrapper.write_text(WRAPPER)
     cluster = LocalCluster(tmp / "kafka")
     cluster.up(brokers=1, base_port=_free_base(), heap_mb=512)
-    worker = None
     try:
         client = ClientConfig(cluster.bootstrap)
         admin = Admin(client)
-        src, out, _ = _topics(admin, "profile")
-        texts = _texts(2000)
-        worker = _worker(client.bootstrap, src, out, "profile", None, 64, tmp / "worker.log", None, not args.no_pipeline)
-        reader = _Reader(client, out, worker)
-        _offer(client, src, reader, texts[:64], None, "warm", timeout_s=180)
+        texts = _texts(4000)
         for i, rate in enumerate(float(r) for r in args.rates.split(",")):
-            n = int(rate * args.seconds)
-            raw = tmp / f"worker-{rate:g}-per-s.txt"
-            rec = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--rate", "200", "--native", "--format", "raw",
-                                    "--duration", str(int(args.seconds)), "--output", str(raw), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            before = _cpu_s(worker.pid)
-            _, _, arrivals = _offer(client, src, reader, _paced_texts(texts, n), rate, f"p{i}", timeout_s=args.seconds + 60)
-            cpu = _cpu_delta(worker.pid, before)
-            rec.wait(args.seconds + 60)
-            stages, top, total = summarise(raw)
+            src, out, _ = _topics(admin, f"profile{i}")
+            prof = tmp / f"worker-{rate:g}.prof"
+            cmd = [sys.executable, str(wrapper), str(prof), "worker", "--bootstrap", client.bootstrap, "--source-topic", src,
+                   "--target-topic", out, "--group", f"profile{i}", "--instance-id", f"profile{i}", *args.worker_args.split()]
+            worker = subprocess.Popen(cmd, stdout=(tmp / f"worker-{rate:g}.log").open("ab"), stderr=subprocess.STDOUT,
+                                      env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            reader = _Reader(client, out, worker)
+            try:
+                _offer(client, src, reader, texts[:64], None, "warm", timeout_s=180)
+                time.sleep(1.0)
+                worker.send_signal(signal.SIGUSR1)
+                before = thread_cpu(worker.pid)
+                n = int(rate * args.seconds)
+                _, _, arrivals = _offer(client, src, reader, _paced_texts(texts, n), rate, f"p{i}", timeout_s=args.seconds + 60)
+                after = thread_cpu(worker.pid)
+            finally:
+                reader.close()
+                _stop(worker)
+            events = max(1, len(arrivals))
+            total = sum(after.values()) - sum(before.values())
             print(f"\n### {rate:g} transcripts/s for {args.seconds:g} s: {len(arrivals)} events, "
-                  f"worker CPU {cpu * 1000 / max(1, len(arrivals)):.2f} ms per event ({total} on-CPU samples at 200 Hz)\n")
-            print("| stage | share of on-CPU samples |\n| --- | --- |")
-            for name, count in sorted(stages.items(), key=lambda kv: -kv[1]):
-                print(f"| {name} | {100.0 * count / max(1, total):.1f} % |")
-            print("\n| function (own samples) | share |\n| --- | --- |")
-            for frame, count in top:
-                print(f"| `{frame[:90]}` | {100.0 * count / max(1, total):.1f} % |")
+                  f"worker CPU {total * 1000 / events:.2f} ms per event\n")
+            print("| thread group | CPU ms per event |\n| --- | --- |")
+            for name in after:
+                print(f"| {name} | {(after[name] - before.get(name, 0.0)) * 1000 / events:.2f} |")
+            stats = pstats.Stats(str(prof))
+            rows = sorted(((v[2], f"{Path(k[0]).name}:{k[1]} {k[2]}") for k, v in stats.stats.items()), reverse=True)
+            main_cpu = sum(r[0] for r in rows) or 1.0
+            print(f"\nMain loop, own CPU by function (top {args.top} of {main_cpu * 1000 / events:.2f} ms per event):\n")
+            print("| function | own CPU ms per event | share of the main loop |\n| --- | --- | --- |")
+            for own, name in rows[: args.top]:
+                print(f"| `{name[:80]}` | {own * 1000 / events:.3f} | {100 * own / main_cpu:.1f} % |")
             time.sleep(1.0)
-        reader.close()
-        print(f"\ncollapsed stacks and the worker log: {tmp}", file=sys.stderr)
+        print(f"\nprofiles and worker logs: {tmp}", file=sys.stderr)
     finally:
-        if worker is not None:
-            _stop(worker)
         cluster.down()
     return 0
 
