@@ -344,6 +344,91 @@ def test_too_short_and_gated_drops_are_counted_by_reason() -> None:
     assert b'emostream_mic_dropped_total{reason="hallucination"} 1.0' in text
 
 
+class FittedWindowEngine:
+    """Like WhisperEngine with ``fit_window``: a short-window pass, and the 30 s window when asked (``full_window``)."""
+
+    name = "fake-fitted"
+    fit_window = True
+
+    def __init__(self, fitted: Segment, full: Segment, *, truncated: bool = False) -> None:
+        self.fitted, self.full, self.truncated = fitted, full, truncated
+        self.calls: list[bool] = []  # full_window of each call
+
+    def transcribe(self, audio, *, full_window: bool = False):
+        self.calls.append(full_window)
+        s = self.full if full_window else self.fitted
+        return Recognition(s.text, 0.5, self.name, 0.01, (s,), truncated=self.truncated and not full_window)
+
+
+def _one_utterance() -> np.ndarray:
+    return speech_like([0.3])
+
+
+def test_a_gated_fitted_window_pass_is_redone_with_the_30s_window_and_counted() -> None:
+    from emostream.edge.mic import MicMetrics, MicPipeline, MicSettings
+
+    engine = FittedWindowEngine(seg("Happy birthday, run is my", logprob=-1.02), seg("Happy birthday, grandma."))
+    metrics, sink = MicMetrics(), ListSink()
+    result = MicPipeline(ListSource(_one_utterance(), live=False), fake_vad, engine, sink, MicSettings("pi-test"),
+                         metrics=metrics).run()
+    assert engine.calls == [False, True]  # fitted first, then once with the full window
+    assert [t.text for t in sink.got] == ["Happy birthday, grandma."]
+    assert result.utterances == 1 and not result.dropped
+    assert dict(result.stt_retries) == {"low_confidence": 1}
+    assert result.to_dict()["stt_retries"] == {"low_confidence": 1}
+    assert len(result.stt_calls) == 1 and result.stt_s == pytest.approx(0.02)  # both passes count for the utterance
+    assert len(result.retried_latencies_s) == 1 and result.retried_latencies_s == result.latencies_s
+    assert b'emostream_mic_stt_retries_total{reason="low_confidence"} 1.0' in metrics.render()
+
+
+def test_a_looping_fitted_pass_is_redone_even_when_no_gate_drops_it() -> None:
+    from emostream.edge.mic import MicPipeline, MicSettings
+
+    twice = "Where did you put the car keys? Where did you put the car keys?"
+    for fitted, truncated in ((seg(twice), False), (seg("Good morning. Good morning. Good"), True)):
+        engine = FittedWindowEngine(fitted, seg("Where did you put the car keys?"), truncated=truncated)
+        sink = ListSink()
+        result = MicPipeline(ListSource(_one_utterance(), live=False), fake_vad, engine, sink,
+                             MicSettings("pi-test")).run()
+        assert engine.calls == [False, True]
+        assert [t.text for t in sink.got] == ["Where did you put the car keys?"]
+        assert dict(result.stt_retries) == {"looped": 1}
+
+
+def test_the_full_window_result_is_gated_too_and_a_good_fitted_pass_is_not_redone() -> None:
+    from emostream.edge.mic import MicPipeline, MicSettings
+
+    both_bad = FittedWindowEngine(seg("mumble", logprob=-1.5), seg("mumble", no_speech=0.9))
+    sink = ListSink()
+    result = MicPipeline(ListSource(_one_utterance(), live=False), fake_vad, both_bad, sink, MicSettings("pi-test")).run()
+    assert both_bad.calls == [False, True] and sink.got == []
+    assert dict(result.dropped) == {"no_speech": 1}  # the 30 s window's verdict is the one counted
+    assert dict(result.stt_retries) == {"low_confidence": 1}
+
+    good = FittedWindowEngine(seg("Turn the music down, please."), seg("never used"))
+    sink = ListSink()
+    result = MicPipeline(ListSource(_one_utterance(), live=False), fake_vad, good, sink, MicSettings("pi-test")).run()
+    assert good.calls == [False] and [t.text for t in sink.got] == ["Turn the music down, please."]
+    assert not result.stt_retries
+
+
+def test_fitted_pass_doubt_and_repeats_itself() -> None:
+    from emostream.edge.stt import fitted_pass_doubt, normalise_words, repeats_itself
+
+    def rec(text: str, truncated: bool = False) -> Recognition:
+        return Recognition(text, 0.5, "x", 0.0, (seg(text),), truncated=truncated)
+
+    assert fitted_pass_doubt(rec("Stop shouting at me."), []) is None
+    assert fitted_pass_doubt(rec("Stop shouting at me.", truncated=True), []) == "looped"
+    assert fitted_pass_doubt(rec("x"), [("no_speech", "x")]) == "no_speech"
+    assert fitted_pass_doubt(Recognition("", None, "x", 0.0), []) == "empty"
+    assert repeats_itself(normalise_words("good morning good morning good morning"))
+    assert repeats_itself(normalise_words("I said where are the keys where are the keys"))
+    for fine in ["no no no", "thank you thank you", "happy birthday to you happy birthday dear grandma",
+                 "I can't believe the train was late again this morning"]:
+        assert not repeats_itself(normalise_words(fine)), fine
+
+
 def test_arecord_source_reads_raw_frames_from_the_pipe_and_names_the_fix_when_it_dies(tmp_path: Path) -> None:
     from emostream.edge.mic import ArecordSource
 

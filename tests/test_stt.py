@@ -163,6 +163,18 @@ def test_whisper_with_a_fitted_encoder_window_hears_the_same_words(speech: list[
     hyps = [engine.transcribe(read_audio(p)).text for p in speech[:3]]
     assert engine._model.window_frames == 1000  # each sentence is under 10 s: a 10 s window, not 30 s
     assert word_error_rate(" ".join(SENTENCES[:3]), " ".join(hyps)) <= 0.35
+    full = engine.transcribe(read_audio(speech[0]), full_window=True)  # the retry of a doubtful fitted pass
+    assert engine._model.window_frames == 3000 and not full.truncated
+    assert word_error_rate(SENTENCES[0], full.text) <= 0.35
+
+
+def test_fitted_window_size_and_token_cap() -> None:
+    from emostream.edge.stt import fitted_window_frames, token_cap
+
+    assert fitted_window_frames(16000) == 1000 and fitted_window_frames(9 * 16000) == 1000
+    assert fitted_window_frames(12 * 16000) == 2000 and fitted_window_frames(60 * 16000) == 3000
+    assert token_cap(1.0) == 24 and token_cap(12.0) == 112  # fast speech is ~5.5 tokens/s: far under the cap
+    assert token_cap(600.0) == 220  # twice the cap is what is asked of the decoder: within Whisper's 448
 
 
 @pytest.mark.kafka

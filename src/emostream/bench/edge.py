@@ -75,7 +75,7 @@ class EdgeBenchOptions:
     threads: int | None = None  # Whisper CPU threads (default: up to 4)
     stop_silence_s: float = 0.5
     keep: Path | None = None  # copy the generated recording here
-    fit_window: bool = False  # Whisper's encoder on 10 s steps instead of 30 s (``edge mic --stt-window fit``)
+    fit_window: bool = True  # Whisper's encoder on 10 s steps, doubtful passes redone with 30 s (``edge mic``'s default)
 
 
 @dataclass
@@ -285,12 +285,15 @@ def run_edge_bench(opts: EdgeBenchOptions) -> dict:
         "transcripts_from_silence_or_noise": len(false),
         "false_transcripts": [t for _a, _b, t in false][:10],
         "dropped": dict(sorted(result.dropped.items())),
+        "stt_retries": dict(sorted(result.stt_retries.items())),
         "wer": round(wer, 3),
         "rtf": round(result.rtf, 3),
         "vad_rtf": round(result.vad_s / result.audio_s, 4) if result.audio_s else None,
         "p95_speech_end_to_spooled_ms": p95 if opts.realtime else None,
         "p50_speech_end_to_spooled_ms": (round(float(np.percentile(result.latencies_s, 50)) * 1000, 1)
                                          if opts.realtime and result.latencies_s else None),
+        "retried_speech_end_to_spooled_ms": ([round(x * 1000, 1) for x in result.retried_latencies_s]
+                                             if opts.realtime else None),
         "stt_per_utterance": _stt_stats(result.stt_calls, [u[1] - u[0] for u in heard]),
         "queue_peak": result.queue_peak,
         "idle_in_silence": idle,

@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     edge.add_argument("--threads", type=int, default=None, help="Whisper CPU threads (default: up to 4)")
     edge.add_argument("--stop-silence", type=float, default=0.5, help="VAD stop silence in seconds (default 0.5)")
     edge.add_argument("--keep", type=Path, default=None, metavar="WAV", help="also save the generated recording here")
-    edge.add_argument("--stt-window", choices=("30", "fit"), default="30",
-                      help="Whisper encoder window: Whisper's 30 s, or fitted to the utterance in 10 s steps")
+    edge.add_argument("--stt-window", choices=("fit", "30"), default="fit",
+                      help="Whisper encoder window: fitted to the utterance in 10 s steps with a 30 s retry of doubtful "
+                           "passes (default, as edge mic), or always Whisper's 30 s")
     edge.set_defaults(func=_run_edge)
 
 

@@ -92,11 +92,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     mic.add_argument("--queue-max", type=int, default=8,
                      help="utterances waiting for STT; beyond it the oldest is dropped (default 8)")
     mic.add_argument("--threads", type=int, default=None, help="Whisper CPU threads (default: up to 4)")
-    mic.add_argument("--stt-window", choices=("30", "fit"), default="30",
-                     help="Whisper encoder window: Whisper's own 30 s (default), or fitted to the utterance in "
-                          "10 s steps (about 3x faster STT; less tested, see docs/edge.md)")
+    mic.add_argument("--stt-window", choices=("fit", "30"), default="fit",
+                     help="Whisper encoder window: 'fit' (default) encodes whole 10 s steps covering the utterance "
+                          "(about 3x less STT time) and redoes a pass that is gated, empty or looping with the 30 s "
+                          "window; '30' always uses Whisper's own 30 s window (see docs/edge.md)")
     mic.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
-    mic.add_argument("-v", "--verbose", action="store_true", help="log every dropped segment and its reason")
+    mic.add_argument("-v", "--verbose", action="store_true",
+                     help="log every dropped segment and every 30 s-window retry, with its reason")
     mic.set_defaults(func=_mic)
 
     sim = ops.add_parser("simulate", parents=[common], help="many fake devices sending realistic utterances")

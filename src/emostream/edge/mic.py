@@ -8,7 +8,8 @@ Two threads and a bounded queue between them:
   queued utterance (counted as ``queue_full``, logged) and keeps capturing. A file replayed
   faster than real time waits instead (nothing is lost by pausing a file).
 - **recognise** (the calling thread) takes utterances in order, runs the one STT engine loaded
-  at start-up, drops segments that are not trusted speech (``stt.gate_recognition``), and hands
+  at start-up (a doubtful pass of Whisper's fitted window is redone once with the 30 s window,
+  ``stt.fitted_pass_doubt``), drops segments that are not trusted speech (``stt.gate_recognition``), and hands
   each transcript to the sink (the spooling sender: spool first, then Kafka, as ``edge send``).
   Between utterances it serves the sender so deliveries and retries go on.
 
@@ -40,7 +41,7 @@ from emostream.edge.errors import AudioError, TranscriptError
 from emostream.edge.input import check_device, transcript_from_text
 from emostream.edge.sender import SpoolingSender, transcript_row
 from emostream.edge.spool import Spool
-from emostream.edge.stt import Engine, Gates, gate_recognition
+from emostream.edge.stt import Engine, Gates, fitted_pass_doubt, gate_recognition
 from emostream.edge.vad import FRAME, RATE, Dropped, Segmenter, Utterance, VadSettings
 from emostream.errors import UsageError
 from emostream.events import Transcript, format_ts
@@ -243,10 +244,18 @@ class MicMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.stt_seconds = Histogram("emostream_mic_stt_seconds", "Speech-to-text time per utterance",
                                      buckets=LATENCY_BUCKETS, registry=r)
+        self._stt_retries = PromCounter("emostream_mic_stt_retries",
+                                        "Utterances whose fitted-window Whisper pass was redone with the 30 s window, "
+                                        "by reason (no_speech, low_confidence, repetitive, hallucination, empty, looped)",
+                                        ["reason"], registry=r)
 
     def dropped(self, reason: str, n: int = 1) -> None:
         """Count ``n`` drops of ``reason``."""
         self._dropped.labels(reason).inc(n)
+
+    def stt_retry(self, reason: str) -> None:
+        """Count one fitted-window pass redone with the 30 s window."""
+        self._stt_retries.labels(reason).inc()
 
     def render(self) -> bytes:
         """Prometheus text exposition."""
@@ -286,7 +295,9 @@ class MicResult:
     vad_s: float = 0.0  # time spent in the VAD model
     stt_s: float = 0.0  # time spent in speech-to-text
     latencies_s: list[float] = field(default_factory=list)
-    stt_calls: list[tuple[float, float]] = field(default_factory=list)  # (wall s, process CPU s) per STT call
+    stt_calls: list[tuple[float, float]] = field(default_factory=list)  # (wall s, process CPU s) per utterance
+    stt_retries: Counter[str] = field(default_factory=Counter)  # fitted-window passes redone with 30 s, by reason
+    retried_latencies_s: list[float] = field(default_factory=list)  # the part of latencies_s that paid for a retry
     queue_peak: int = 0
     waiting: int | None = None  # rows still spooled after the final drain
 
@@ -307,6 +318,7 @@ class MicResult:
                 "audio_s": round(self.audio_s, 2), "rtf": round(self.rtf, 3),
                 "vad_rtf": round(self.vad_s / self.audio_s, 4) if self.audio_s else 0.0,
                 "p95_speech_end_to_spooled_ms": self.p95_ms(), "queue_peak": self.queue_peak,
+                "stt_retries": dict(sorted(self.stt_retries.items())),
                 "waiting": self.waiting}
 
 
@@ -487,13 +499,26 @@ class MicPipeline:
         u = item.utterance
         audio = Audio(u.samples, RATE, f"{u.start_s:.2f}s", RATE, 1)
         cpu0 = time.process_time()  # all threads: what the STT costs whatever else runs on the host
+        level = rms(u.samples)
         rec = self.engine.transcribe(audio)
+        kept, drops = gate_recognition(rec, level, self.settings.gates)
+        stt_s = rec.seconds
+        doubt = fitted_pass_doubt(rec, drops) if getattr(self.engine, "fit_window", False) else None
+        if doubt is not None:
+            # The VAD heard speech, but the short-window pass was gated, empty or looped: Whisper's own 30 s
+            # window decides instead (what the engine without the fitted window would have said).
+            log.debug("retrying with the 30 s window: %s (%.2f-%.2fs %r)", doubt, u.start_s, u.end_s, rec.text)
+            with self._lock:
+                self.result.stt_retries[doubt] += 1
+            self.metrics.stt_retry(doubt)
+            rec = self.engine.transcribe(audio, full_window=True)  # type: ignore[call-arg]
+            stt_s += rec.seconds
+            kept, drops = gate_recognition(rec, level, self.settings.gates)
         cpu = time.process_time() - cpu0
         with self._lock:
-            self.result.stt_s += rec.seconds
-            self.result.stt_calls.append((rec.seconds, cpu))
-        self.metrics.stt_seconds.observe(rec.seconds)
-        kept, drops = gate_recognition(rec, rms(u.samples), self.settings.gates)
+            self.result.stt_s += stt_s
+            self.result.stt_calls.append((stt_s, cpu))
+        self.metrics.stt_seconds.observe(stt_s)
         for reason, text in drops:
             self._drop(reason, f"{u.start_s:.2f}-{u.end_s:.2f}s {text!r}")
         if not kept.text.strip():
@@ -513,6 +538,8 @@ class MicPipeline:
         with self._lock:
             self.result.utterances += 1
             self.result.latencies_s.append(latency)
+            if doubt is not None:
+                self.result.retried_latencies_s.append(latency)
         self.metrics.utterances.inc()
         self.metrics.latency.observe(latency)
         if self.on_transcript is not None:

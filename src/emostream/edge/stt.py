@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from emostream.edge.audio import Audio, read_audio
@@ -46,6 +46,7 @@ class Recognition:
     engine: str
     seconds: float  # wall-clock time the engine took
     segments: tuple[Segment, ...] = ()  # Whisper only: per segment scores (pocketsphinx has none)
+    truncated: bool = False  # the decoder hit its token cap (a fitted-window pass that ran on instead of ending)
 
     def real_time_factor(self, audio_s: float) -> float:
         """Processing time divided by audio length (< 1 is faster than real time)."""
@@ -77,31 +78,64 @@ class WhisperEngine:
         cpu_threads = threads or min(4, os.cpu_count() or 1)
         model_class = _fitted_window_model(WhisperModel) if fit_window else WhisperModel
         self._model = model_class(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
-        self._fit_window = fit_window
+        self.fit_window = fit_window  # public: the mic pipeline retries a doubtful fitted pass with the 30 s window
         self._beam_size = beam_size
         self._temperature = temperature
         self._timestamps = timestamps
         # False: faster-whisper returns the segments it would skip as silent, so the caller's gates see and count them.
         self._no_speech_threshold = 0.6 if skip_silent else None
 
-    def transcribe(self, audio: Audio) -> Recognition:
-        """Greedy decoding by default (beam 1): the Pi's CPU budget matters more than the last WER point."""
+    def transcribe(self, audio: Audio, *, full_window: bool = False) -> Recognition:
+        """Greedy decoding by default (beam 1): the Pi's CPU budget matters more than the last WER point.
+
+        With ``fit_window`` the encoder sees whole 10 s steps covering the audio and the decoder is capped at
+        :func:`token_cap` new tokens (a fitted pass that loops stops there, ``truncated``); ``full_window``
+        forces Whisper's own 30 s window and no cap for this call (the retry of a doubtful fitted pass).
+        """
         t0 = time.perf_counter()
-        if self._fit_window:
-            # Mel frames are 10 ms; whole 10 s steps (below that tiny.en was seen to loop), at most Whisper's 30 s.
-            self._model.window_frames = min(3000, (len(audio.samples) // 160 // WINDOW_STEP_FRAMES + 1) * WINDOW_STEP_FRAMES)
+        fitted = self.fit_window and not full_window
+        cap = None
+        if self.fit_window:
+            # Mel frames are 10 ms; whole 10 s steps, at most Whisper's 30 s.
+            self._model.window_frames = (fitted_window_frames(len(audio.samples)) if fitted else FULL_WINDOW_FRAMES)
+            cap = token_cap(audio.duration_s) if fitted else None
         segments, _info = self._model.transcribe(
             audio.samples, language="en", beam_size=self._beam_size, condition_on_previous_text=False,
             temperature=self._temperature, without_timestamps=not self._timestamps,
             no_speech_threshold=self._no_speech_threshold,
+            # CTranslate2 4.x stopped tiny.en at about half of max_new_tokens (measured: 13 tokens for 25, 21 for 40),
+            # so ask for twice the cap and call a pass that reaches the cap truncated, whichever way that changes.
+            max_new_tokens=None if cap is None else min(2 * cap, MAX_NEW_TOKENS),
         )
-        found = tuple(Segment(seg.text.strip(), seg.start, seg.end, seg.avg_logprob, seg.no_speech_prob,
-                              seg.compression_ratio)
-                      for seg in segments)  # a generator: decoding happens while iterating
-        return recognition_of(found, self.name, time.perf_counter() - t0)
+        found, truncated = [], False
+        for seg in segments:  # a generator: decoding happens while iterating
+            found.append(Segment(seg.text.strip(), seg.start, seg.end, seg.avg_logprob, seg.no_speech_prob,
+                                 seg.compression_ratio))
+            truncated = truncated or (cap is not None and len(seg.tokens) >= cap)
+        rec = recognition_of(tuple(found), self.name, time.perf_counter() - t0)
+        return replace(rec, truncated=truncated) if truncated else rec
 
 
 WINDOW_STEP_FRAMES = 1000  # 10 s of mel frames
+FULL_WINDOW_FRAMES = 3000  # Whisper's 30 s
+
+
+def fitted_window_frames(samples: int) -> int:
+    """The fitted encoder window for ``samples`` of 16 kHz audio: whole 10 s steps covering it, at most 30 s."""
+    return min(FULL_WINDOW_FRAMES, (samples // 160 // WINDOW_STEP_FRAMES + 1) * WINDOW_STEP_FRAMES)
+
+
+MAX_NEW_TOKENS = 440  # Whisper's decoder holds 448 tokens, the prompt included
+
+
+def token_cap(duration_s: float) -> int:
+    """New tokens a fitted pass may decode for ``duration_s`` of speech: 16 + 8 per second (at most 220).
+
+    Fast speech is about 4 words (≈ 5.5 tokens) a second, so a real transcript ends well before the cap;
+    a pass that loops ("Good morning. Good morning. …") otherwise runs on to Whisper's 448 tokens
+    (seen: 8 s of decoding for a 1 s utterance) before the repetition gate drops it.
+    """
+    return min(16 + math.ceil(8 * duration_s), MAX_NEW_TOKENS // 2)
 
 
 def _fitted_window_model(base: type) -> type:
@@ -109,8 +143,11 @@ def _fitted_window_model(base: type) -> type:
 
     faster-whisper pads every input to Whisper's 30 s window, and the encoder's cost grows with it:
     measured 1.26 s for 30 s vs 0.20 s for 10 s of features (tiny.en, 2 cores). The padding beyond
-    the utterance is silence; cutting it keeps the decoder's view of the speech. Opt-in: Whisper was
-    trained on 30 s windows (5 s windows made tiny.en loop; 10 s steps did not, on 24 sentences).
+    the utterance is silence; cutting it keeps the decoder's view of the speech. Whisper was trained on
+    30 s windows, and a short window sometimes makes tiny.en loop or lose confidence (5 s windows
+    looped often; 10 s steps now and then, on short utterances): the mic pipeline redoes such a pass
+    with the 30 s window (:func:`fitted_pass_doubt`). A fitted pass that is merely wrong in other words
+    (it passes the gates) is kept: on espeak-ng speech those were no more frequent than with 30 s.
     """
     import numpy as np
 
@@ -250,6 +287,44 @@ def gate_recognition(rec: Recognition, rms: float, gates: Gates = Gates()) -> tu
         else:
             dropped.append((reason, seg.text))
     return recognition_of(tuple(kept), rec.engine, rec.seconds), dropped
+
+
+def repeats_itself(words: list[str], min_words: int = 6) -> bool:
+    """True when a phrase of 2+ words is said again right after itself, the two (or more) covering ``min_words``+ words.
+
+    How a looping Whisper pass looks ("where did you put the car keys where did you put the car keys",
+    "good morning good morning good morning"); "no no no" and "thank you thank you" do not count.
+    """
+    n = len(words)
+    for size in range(2, n // 2 + 1):
+        for i in range(n - 2 * size + 1):
+            if words[i:i + size] != words[i + size:i + 2 * size]:
+                continue
+            k = 2
+            while words[i + k * size:i + (k + 1) * size] == words[i:i + size]:
+                k += 1
+            if size * k >= min_words:
+                return True
+    return False
+
+
+def fitted_pass_doubt(rec: Recognition, drops: list[tuple[str, str]]) -> str | None:
+    """Why a fitted-window result of audio the VAD called speech must be redone with the 30 s window, or None.
+
+    ``rec`` is the engine's result before the gates and ``drops`` what :func:`gate_recognition` removed from
+    it. The reason is a gate's (``no_speech``, ``low_confidence``, ``repetitive``, ``hallucination``), ``empty``
+    (no words at all), or ``looped`` (the pass hit its token cap, or a phrase repeats itself back to back).
+    """
+    if rec.truncated:
+        return "looped"
+    if drops:
+        return drops[0][0]
+    words = normalise_words(rec.text)
+    if not words:
+        return "empty"
+    if repeats_itself(words):
+        return "looped"
+    return None
 
 
 def normalise_words(text: str) -> list[str]:
