@@ -168,3 +168,41 @@ def test_state_from_onnx_folder_reproduces_the_exported_model(tmp_path):
         torch_logits = model.eval()(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.numpy()
     onnx_logits = OnnxClassifier(out).logits(SENTENCES)
     assert np.abs(torch_logits - onnx_logits).max() < 0.05  # int8 weight rounding at most
+
+
+def test_static_int8_folder_is_batch_invariant_and_close(tmp_path):
+    # model quantize: weight-only int8 folder → fp32 restored → static QDQ int8 (calibrated on train text)
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    from emostream.model.export import build_static_folder, dequantize_weights
+    from emostream.model.onnx_backend import OnnxClassifier
+    from emostream.model.train import TrainConfig, train
+
+    from emostream.errors import ModelError
+    from emostream.model.export import quantize_weights_int8
+
+    data = _tiny_data(tmp_path / "data")
+    fp32 = tmp_path / "models" / "tiny"
+    train(TrainConfig(data=data, out=fp32, base=make_tiny_bert(tmp_path / "base"), epochs=1, sweep="sigmoid:1e-3",
+                      batch_size=8, max_length=32, checkpoint_dir=tmp_path / "ckpt", quantize=False))
+    src = tmp_path / "models" / "tiny-w8"  # a weight-only int8 folder, as shipped before static int8
+    shutil.copytree(fp32, src)
+    assert quantize_weights_int8(fp32 / "model.onnx", src / "model.onnx", min_elements=1000) > 0
+    meta = json.loads((src / "labels.json").read_text())
+    (src / "labels.json").write_text(json.dumps(dict(meta, precision="int8-weights")))
+    assert dequantize_weights(src / "model.onnx", tmp_path / "restored.onnx") > 0
+    (tmp_path / "dyn").mkdir()
+    shutil.copy(src / "tokenizer.json", tmp_path / "dyn")
+    (tmp_path / "dyn" / "labels.json").write_text(json.dumps(dict(meta, precision="int8-dynamic")))
+    with pytest.raises(ModelError, match="int8-weights folder"):
+        build_static_folder(tmp_path / "dyn", tmp_path / "nope", data, per_source=4)
+    out = tmp_path / "models" / "tiny-static"
+    info = build_static_folder(src, out, data, per_source=16, log=lambda m: None)
+    assert json.loads((out / "labels.json").read_text())["precision"] == "int8-static"
+    assert info["calibration"]["goemotions_train"] == 16 and info["bytes"] == (out / "model.onnx").stat().st_size
+    clf, ref = OnnxClassifier(out, batch_size=64), OnnxClassifier(src, batch_size=64)
+    assert clf.precision == "int8-static"
+    texts = SENTENCES * 3
+    batched = clf.scores(texts)
+    alone = np.concatenate([clf.scores([t]) for t in texts])
+    assert np.abs(batched - alone).max() <= 1e-4  # fixed activation scales: no dependence on batch mates
+    assert np.abs(batched - ref.scores(texts)).max() < 0.2  # quantisation error only

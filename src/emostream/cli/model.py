@@ -78,6 +78,17 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ex.add_argument("--no-quantize", action="store_true", help="ship fp32 only")
     ex.set_defaults(func=_export)
 
+    qz = actions.add_parser("quantize", parents=[common],
+                            help="static (calibrated) int8 model folder from an exported one (extra: train)")
+    qz.add_argument("--source", required=True, metavar="FOLDER",
+                    help="model folder to quantize (fp32 or weight-only int8, e.g. the shipped emostream-ekman)")
+    qz.add_argument("--out", required=True, metavar="FOLDER", help="model folder to write")
+    qz.add_argument("--data", required=True, metavar="PATH", help="GoEmotions folder (train.tsv: calibration text)")
+    qz.add_argument("--xed", default=None, metavar="PATH", help="XED folder (its train split: calibration text)")
+    qz.add_argument("--per-source", type=_positive, default=512, help="calibration texts from each source (default 512)")
+    qz.add_argument("--seed", type=int, default=13, help="sampling seed for the calibration texts (default 13)")
+    qz.set_defaults(func=_quantize)
+
 
 def _classify(args: argparse.Namespace) -> int:
     from emostream.errors import UsageError
@@ -123,6 +134,16 @@ def _train(args: argparse.Namespace) -> int:
     report = train(cfg)
     print(json.dumps({"out": str(cfg.out), "dev_metrics": report["dev_metrics"], "selected": report["selected"],
                       "shipped": report["export"]["shipped"]}))
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from emostream.model.export import build_static_folder
+
+    result = build_static_folder(Path(args.source), Path(args.out), Path(args.data), Path(args.xed) if args.xed else None,
+                                 per_source=args.per_source, seed=args.seed,
+                                 log=lambda m: print(f"[quantize] {m}", file=sys.stderr, flush=True))
+    print(json.dumps({"out": args.out, **result}))
     return 0
 
 

@@ -1,7 +1,7 @@
 """ONNX export and packaging for ``emostream model train`` / ``model export``: a trained torch
 checkpoint → ONNX (opset 17) → ORT BERT fusions → precision variants (fp32; int8 dynamic; int8
-weight-only) → each scored on dev and checked for batch invariance → the shipping rule picks one →
-``model.onnx`` + ``tokenizer.json`` + ``labels.json``.
+weight-only; int8 static QDQ calibrated on training text) → each scored on dev and checked for batch
+invariance → the shipping rule picks one → ``model.onnx`` + ``tokenizer.json`` + ``labels.json``.
 
 Needs the ``train`` extra (torch, transformers, onnx) for the export itself; torch is imported inside
 functions only, so this module imports on a runtime install.
@@ -311,3 +311,203 @@ def spoken_examples(folder: Path) -> list[dict]:
 
     preds = OnnxClassifier(folder, batch_size=64).classify(list(SPOKEN_EXAMPLES))
     return [{"text": t, **p.to_dict()} for t, p in zip(SPOKEN_EXAMPLES, preds)]
+
+
+def dequantize_weights(src: Path, dst: Path) -> int:
+    """The fp32 graph a weight-only int8 file computes with: every ``DequantizeLinear(int8 constant)``
+    becomes the fp32 constant it produces (bit for bit what ONNX Runtime folds at load). This is the
+    fp32 source the static int8 variant is built from when only the shipped folder is at hand (its
+    torch checkpoint is not in git). Returns the number of weights restored; 0 for an fp32 file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    restored, drop = 0, set()
+    for node in list(graph.node):
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        zero = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32) if len(node.input) > 2 else 0.0
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * q.ndim
+        if scale.ndim:
+            shape[axis] = -1
+        w = ((q - np.reshape(zero, shape) if np.ndim(zero) else q - zero) * scale.reshape(shape)).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(w, node.output[0]))
+        drop.update(node.input)
+        graph.node.remove(node)
+        restored += 1
+    keep = [i for i in graph.initializer if i.name not in drop]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    onnx.save(model, str(dst))
+    return restored
+
+
+class _TextCalibration:
+    """ONNX Runtime calibration reader over texts: tokenized like the runtime does (no fixed padding,
+    each batch padded to its own longest text)."""
+
+    def __init__(self, folder: Path, texts: list[str], input_names: list[str], batch_size: int = 32):
+        from tokenizers import Tokenizer
+
+        meta = json.loads((Path(folder) / "labels.json").read_text(encoding="utf-8"))
+        tok = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+        tok.no_padding()
+        tok.enable_truncation(max_length=int(meta.get("max_length", 128)))
+        self.pad_id = int(meta.get("pad_token_id", 0) or 0)
+        self.batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        self.tok, self.names = tok, input_names
+        self._it = iter(self.batches)
+
+    def get_next(self):
+        batch = next(self._it, None)
+        if batch is None:
+            return None
+        enc = self.tok.encode_batch(batch)
+        width = max(len(e.ids) for e in enc)
+        ids = np.full((len(enc), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(enc), width), dtype=np.int64)
+        for row, e in enumerate(enc):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return {k: v for k, v in feed.items() if k in self.names}
+
+    def rewind(self):
+        self._it = iter(self.batches)
+
+
+def static_int8_excluded(src: Path, exclude: tuple[str, ...] = ("pooler", "classifier")) -> list[str]:
+    """Names of the nodes kept fp32 by default: the pooler and classifier head (one 384-wide row per
+    text, nothing to gain, most sensitive to rounding)."""
+    import onnx
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    return [n.name for n in graph.node if any(part in n.name.lower() for part in exclude)]
+
+
+def quantize_static_int8(src: Path, dst: Path, folder: Path, calibration_texts: list[str], *,
+                         op_types: tuple[str, ...] = ("MatMul",), exclude: list[str] | None = None,
+                         method: str = "minmax", percentile: float = 99.999, per_channel: bool = True,
+                         reduce_range: bool = False, symmetric_activations: bool = False,
+                         quant_format: str = "qdq") -> None:
+    """Static (calibrated) int8: weights int8 per channel, activations int8 with scales fixed by a
+    calibration pass over ``calibration_texts`` (training text, never dev). Fixed scales make each
+    text's scores independent of its batch mates (dynamic int8 measures scales per batch).
+    ``folder`` supplies tokenizer.json/labels.json for the calibration reader."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    import onnx
+
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = onnx.load(str(src))
+    names = [i.name for i in model.graph.input]
+    # The fused contrib ops (Attention, SkipLayerNormalization, BiasGelu) defeat ONNX's own shape
+    # inference: without typed outputs the quantizer sees no float activations and quantizes weights only.
+    model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    reader = _TextCalibration(folder, calibration_texts, names)
+    work = tempfile.TemporaryDirectory()  # a ModelProto handed to quantize_static leaves temp files in the cwd
+    inferred = Path(work.name) / "inferred.onnx"
+    onnx.save(model, str(inferred))
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    extra = {"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+             "DefaultTensorType": onnx.TensorProto.FLOAT}
+    if method == "percentile":
+        extra["CalibPercentile"] = percentile
+    quantize_static(
+        str(inferred), str(dst), reader,
+        quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+        op_types_to_quantize=list(op_types), per_channel=per_channel, reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8 if not symmetric_activations else QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=static_int8_excluded(src) if exclude is None else exclude,
+        calibrate_method=methods[method], extra_options=extra,
+    )
+    work.cleanup()
+
+
+def store_fp16(src: Path, dst: Path, min_elements: int = 1 << 20) -> int:
+    """Every fp32 initializer of at least ``min_elements`` (in practice the word-embedding table) is
+    stored as fp16 + a Cast back to fp32, which ONNX Runtime constant-folds at load. For the static
+    int8 file, where the weight-only trick does not apply: with QDQ fusion on, ORT keeps a
+    DequantizeLinear on a constant and would re-run it on every call. Returns the number converted."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    done, keep, nodes = 0, [], []
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype != np.float32 or arr.size < min_elements:
+            keep.append(init)
+            continue
+        keep.append(numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16"))
+        nodes.append(helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=init.name + "_cast"))
+        done += 1
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    for i, node in enumerate(nodes):
+        graph.node.insert(i, node)
+    onnx.save(model, str(dst))
+    return done
+
+
+STATIC_CALIBRATION_PER_SOURCE = 512
+STATIC_CALIBRATION_SEED = 13
+
+
+def calibration_texts(goemotions: Path, xed: Path | None, per_source: int = STATIC_CALIBRATION_PER_SOURCE,
+                      seed: int = STATIC_CALIBRATION_SEED) -> list[str]:
+    """Training text for static int8 calibration: a seeded sample of GoEmotions ``train.tsv`` and of
+    our XED train split (never dev, never any test set)."""
+    import random
+
+    from emostream.model.data import read_xed_split
+
+    rng = random.Random(seed)
+    texts = rng.sample([r.text for r in read_goemotions(Path(goemotions) / "train.tsv")], per_source)
+    if xed:
+        texts += rng.sample([r.text for r in read_xed_split(Path(xed), "train")], per_source)
+    return texts
+
+
+def build_static_folder(source: Path, out: Path, goemotions: Path, xed: Path | None = None,
+                        per_source: int = STATIC_CALIBRATION_PER_SOURCE, seed: int = STATIC_CALIBRATION_SEED,
+                        method: str = "minmax", log=print) -> dict:
+    """``emostream model quantize``: the static int8 model folder from a shipped/exported folder
+    (fp32, or weight-only int8 whose fp32 weights are restored exactly first): QDQ, int8 weights per
+    channel, uint8 activations with min/max scales from ``calibration_texts``; pooler and classifier
+    head stay fp32; the word-embedding table is stored fp16 so the folder stays under 40 MB. Same
+    tokenizer and thresholds as ``source``. Returns what was done (for the model card)."""
+    source, out = Path(source), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((source / "labels.json").read_text(encoding="utf-8"))
+    if meta.get("precision", "fp32") not in ("fp32", "int8-weights"):
+        raise ModelError(f"{source}: precision {meta.get('precision')!r}; static int8 is built from an fp32 or "
+                         "int8-weights folder (re-export with 'emostream model export')")
+    texts = calibration_texts(goemotions, xed, per_source, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, static = Path(tmp) / "fp32.onnx", Path(tmp) / "static.onnx"
+        restored = dequantize_weights(source / "model.onnx", fp32)
+        log(f"fp32 source: {restored} weight-only int8 initializers restored from {source / 'model.onnx'}")
+        excluded = static_int8_excluded(fp32)
+        quantize_static_int8(fp32, static, source, texts, method=method, exclude=excluded)
+        log(f"static int8: calibrated on {len(texts)} training texts, fp32 kept for {excluded}")
+        halved = store_fp16(static, out / "model.onnx")
+    if source.resolve() != out.resolve():
+        shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
+    (out / "labels.json").write_text(json.dumps(dict(meta, precision="int8-static"), indent=2) + "\n", encoding="utf-8")
+    size = (out / "model.onnx").stat().st_size
+    log(f"wrote {out} ({size / 1e6:.1f} MB)")
+    return {"source": str(source), "source_precision": meta.get("precision"), "weights_restored": restored,
+            "calibration": {"goemotions_train": per_source, "xed_train": per_source if xed else 0, "seed": seed,
+                            "method": method},
+            "excluded_nodes": excluded, "fp16_initializers": halved, "bytes": size}

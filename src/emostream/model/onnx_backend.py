@@ -84,6 +84,7 @@ class OnnxClassifier:
         self.max_length = int(meta["max_length"])
         self.batch_size = max(1, int(batch_size))
         self.meta = meta
+        self.precision: str | None = meta.get("precision")
 
         try:
             self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
@@ -107,7 +108,9 @@ class OnnxClassifier:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Weight-only int8 models store DequantizeLinear(int8 constant); this lets ORT fold those
         # into fp32 weights once at load instead of keeping QDQ pairs around (no effect on fp32 models).
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        # Static int8 (QDQ on activations too) is the opposite: ORT must fuse the QDQ pairs into int8 kernels.
+        if self.precision != "int8-static":
+            options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self.session = ort.InferenceSession(
                 str(self.folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
