@@ -89,6 +89,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     qz.add_argument("--seed", type=int, default=13, help="sampling seed for the calibration texts (default 13)")
     qz.set_defaults(func=_quantize)
 
+    card = actions.add_parser("card", parents=[common], help="re-render a model folder's model-card.md from its JSON files")
+    card.add_argument("--model-dir", default=None, metavar="FOLDER",
+                      help="model folder (default: the shipped emostream-ekman folder)")
+    card.add_argument("--goemotions", default=None, metavar="PATH",
+                      help="first re-measure GoEmotions dev.tsv from this folder into eval.json")
+    card.add_argument("--xed", default=None, metavar="PATH", help="first re-measure the XED dev split into eval-xed.json")
+    card.add_argument("--examples", action="store_true", help="first re-classify the spoken lines into examples.json")
+    card.add_argument("--threads", type=_positive, default=None, help="inference threads for the re-measuring")
+    card.set_defaults(func=_card)
+
 
 def _classify(args: argparse.Namespace) -> int:
     from emostream.errors import UsageError
@@ -144,6 +154,20 @@ def _quantize(args: argparse.Namespace) -> int:
                                  per_source=args.per_source, seed=args.seed,
                                  log=lambda m: print(f"[quantize] {m}", file=sys.stderr, flush=True))
     print(json.dumps({"out": args.out, **result}))
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from emostream.model import resolve_model
+    from emostream.model.card import measure, write_card
+
+    folder = Path(args.model_dir) if args.model_dir else resolve_model(None)[1]
+    written = []
+    if args.goemotions or args.xed or args.examples:
+        written = measure(folder, goemotions=args.goemotions, xed=args.xed, threads=args.threads,
+                          log=lambda m: print(f"[card] {m}", file=sys.stderr, flush=True))
+    path = write_card(folder)
+    print(json.dumps({"card": str(path), "measured": written}))
     return 0
 
 

@@ -62,9 +62,77 @@ def _load(folder: Path, name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, evaluation: dict | None = None) -> str:
-    """The model card as Markdown; ``benches`` = ``[(title, bench result), ...]``."""
-    sel, exp, dev = report["selected"], report["export"], report["dev_metrics"]
+def _xed_eval_lines(xed_eval: dict | None) -> list[str]:
+    """XED dev figures of the shipped model (``eval-xed.json`` from ``emostream eval --format xed``)."""
+    if not xed_eval:
+        return []
+    acc, base = xed_eval["accuracy"], xed_eval.get("always_neutral_accuracy")
+    lines = [
+        "", "### XED dev (spoken dialogue; our fixed split, seed 13, 15 %)", "",
+        "`emostream eval ../shared/data/xed --format xed --split dev`, shipped thresholds, label = largest score − "
+        "threshold margin:", "",
+        f"- n {xed_eval['n']} ({xed_eval.get('n_single_label')} single-label rows for top-1 accuracy)",
+        f"- **top-1 accuracy {acc}** vs the always-neutral baseline of this split {base} "
+        + (f"({(acc - base) * 100:+.1f} points)" if base is not None else ""),
+        f"- weighted-F1 {xed_eval.get('weighted_f1')}, macro-F1 {xed_eval['macro_f1']}",
+    ]
+    dist = xed_eval.get("top1_vs_gold")
+    if dist:
+        lines += ["", "Top-1 label vs gold on XED dev (single-label rows):", "",
+                  "| | " + " | ".join(CLASSES) + " |", "| --- |" + " --- |" * len(CLASSES),
+                  "| predicted | " + " | ".join(str(dist["predicted"][c]) for c in CLASSES) + " |",
+                  "| gold | " + " | ".join(str(dist["gold"][c]) for c in CLASSES) + " |"]
+    return lines
+
+
+def _examples_lines(examples: dict | None) -> list[str]:
+    """Tables of what the shipped model says for the spoken lines (``examples.json``)."""
+    if not examples:
+        return []
+    out = []
+    titles = {"issue_11": "The five utterances of issue #11",
+              "everyday": "Twenty everyday spoken lines (written before looking at any model output; not used for tuning)"}
+    for key, title in titles.items():
+        rows = examples.get(key) or []
+        if not rows:
+            continue
+        out += ["", f"### {title}", "", "| text | label | labels | top score |", "| --- | --- | --- | --- |"]
+        out += [f"| {r['text']} | {r['label']} | {', '.join(r['labels'])} | {max(r['scores'].values()):.3f} |" for r in rows]
+    return out
+
+
+def _static_lines(static: dict | None) -> list[str]:
+    """The static int8 attempt (``int8-static.json``): its measured figures against the rules."""
+    if not static:
+        return []
+    lines = ["", "## Static int8 (calibrated QDQ): " + ("shipped" if static.get("shipped") else "tried, not shipped"), ""]
+    lines += [f"- {line}" for line in static.get("method", [])]
+    cols = ("variant", "GoEmotions dev macro-F1", "XED dev macro-F1", "XED dev accuracy", "batch 64 vs alone max diff",
+            "speed vs int8-weights, batch 1", "speed vs int8-weights, batch 64", "cold start s", "folder MB", "passes")
+    lines += ["", "| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    for v in static.get("variants", []):
+        lines.append("| " + " | ".join(str(v.get(k, "")) for k in (
+            "name", "go_dev_macro_f1", "xed_dev_macro_f1", "xed_dev_accuracy", "batch_invariance_max_diff",
+            "speedup_b1", "speedup_b64", "cold_start_s", "folder_mb", "passes")) + " |")
+    base = static.get("baseline_name", "the int8-weights model")
+    ref = static.get("reference")
+    if ref:
+        lines += ["", f"Reference ({base} it was built from, `emostream eval` on the same dev sets): GoEmotions dev macro-F1 {ref.get('go_dev_macro_f1')}, "
+                      f"XED dev macro-F1 {ref.get('xed_dev_macro_f1')}, XED dev accuracy {ref.get('xed_dev_accuracy')}."]
+    lines += [""] + [f"- {line}" for line in static.get("notes", [])]
+    if static.get("tried"):
+        lines += ["", "### Tried and did not help", ""] + [f"- {line}" for line in static["tried"]]
+    return lines
+
+
+def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, evaluation: dict | None = None,
+                xed_eval: dict | None = None, examples: dict | None = None, static: dict | None = None) -> str:
+    """The model card as Markdown; ``benches`` = ``[(title, bench result), ...]``; ``evaluation`` =
+    GoEmotions dev re-measured with today's decision rule (``eval.json``), whose figures then head the
+    dev section; ``xed_eval`` = XED dev figures; ``examples`` = the spoken-lines tables;
+    ``static`` = the static int8 attempt."""
+    sel, exp = report["selected"], report["export"]
+    dev = evaluation if evaluation and evaluation.get("per_class") else report["dev_metrics"]
     s = report["settings"]
     xed_data, xed_dev = _xed_sections(report, s)
     lines = [
@@ -81,8 +149,10 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         "symlink to `src/emostream/models_data/<name>/`, which setuptools installs as package data, so editable and "
         "non-editable installs load the same bytes. `EMOSTREAM_MODELS_DIR` puts another folder first in the search.",
         "- Files: `model.onnx`, `tokenizer.json` (no fixed padding: the runtime pads per length group), `labels.json` "
-        "(classes, head, per-class thresholds, max_length, precision), this card, and `training.json`/`eval.json`/"
-        "`bench*.json` that the card is rendered from.",
+        "(classes, head, per-class thresholds, max_length, precision), this card, and the files it is rendered from: "
+        "`training.json`, `eval.json` (GoEmotions dev), `eval-xed.json` (XED dev), `examples.json` (spoken lines), "
+        "`int8-static.json` and `bench*.json`. `emostream model card --goemotions PATH --xed PATH --examples` "
+        "re-measures the eval and example files and re-renders; `emostream model card` only re-renders.",
         "",
         "## Base model and license",
         "",
@@ -93,9 +163,10 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         "This fine-tuned model is distributed under Apache-2.0 as well.",
         "- Training data: GoEmotions (Demszky et al., ACL 2020), Apache-2.0, Reddit comments.",
     ]
-    if xed_data:
+    if xed_data or xed_eval or static:
         lines += [
-            "- Training data: XED English (Helsinki-NLP/XED `AnnotatedData/`, commit 76666d2), CC BY 4.0, movie "
+            "- " + ("Training" if xed_data else "Evaluation (XED dev) and int8 calibration (XED train) only, not training")
+            + " data: XED English (Helsinki-NLP/XED `AnnotatedData/`, commit 76666d2), CC BY 4.0, movie "
             "subtitles; credit, as its license asks: " + XED_CITATION,
             "",
             "```",
@@ -176,7 +247,13 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         "exactly one gold class, where the top class is the one with the largest score − threshold margin "
         "(the `label` that `classify` and the worker emit).",
         "",
-        f"- **macro-F1 {dev['macro_f1']}**, accuracy {dev['accuracy']}, n {dev['n']}",
+        f"- **macro-F1 {dev['macro_f1']}**, accuracy {dev['accuracy']}"
+        + (f", weighted-F1 {dev['weighted_f1']}" if dev.get("weighted_f1") is not None else "")
+        + (f" (always-neutral baseline accuracy {dev['always_neutral_accuracy']})" if dev.get("always_neutral_accuracy") is not None else "")
+        + f", n {dev['n']}"
+        + (" — `emostream eval ../shared/data/goemotions/dev.tsv --format goemotions` with the shipped model"
+           f" (training-time report under the older argmax label: macro-F1 {report['dev_metrics']['macro_f1']}, "
+           f"accuracy {report['dev_metrics']['accuracy']})" if dev is evaluation else ""),
         "",
         "| class | precision | recall | F1 | support | threshold |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -187,13 +264,15 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         for c in CLASSES
     ]
     lines += xed_dev
-    if report.get("examples"):
+    lines += _xed_eval_lines(xed_eval)
+    lines += _examples_lines(examples)
+    if report.get("examples") and not examples:
         lines += ["", "### Spoken examples (from issue #11)", "", "| text | label | labels | top scores |", "| --- | --- | --- | --- |"]
         for ex in report["examples"]:
             top = sorted(ex["scores"].items(), key=lambda kv: -kv[1])[:3]
             lines.append(f"| {ex['text']} | {ex['label']} | {', '.join(ex['labels'])} | "
                          + ", ".join(f"{c} {v:.3f}" for c, v in top) + " |")
-    if evaluation:
+    if evaluation and dev is not evaluation:
         lines += [
             "",
             f"Re-measured with `emostream eval dev.tsv --format goemotions` on the project's 2-core dev VM (contended, see Speed): macro-F1 "
@@ -215,6 +294,14 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         ]
         lines += [f"| {x['batch_size']} | {x['utterances_per_s']} | {x['p50_ms']} | {x['p99_ms']} |" for x in b["batches"]]
         naive = b.get("naive_utterances_per_s")
+        comp = b.get("compare")
+        if comp:
+            lines += ["", f"Interleaved in the same run with `{comp['model']}` ({comp.get('precision')}), "
+                          f"{comp['rounds']} alternating rounds per batch size (utterances/s, each round):", "",
+                      "| batch | this model | compared model | speed ratio (medians) |", "| --- | --- | --- | --- |"]
+            lines += [f"| {size} | {', '.join(map(str, r['model_utterances_per_s']))} | "
+                      f"{', '.join(map(str, r['compare_utterances_per_s']))} | {r['speedup']} |"
+                      for size, r in comp["batches"].items()]
         lines += [
             "",
             f"- Cold start (load + first prediction): {b.get('cold_start_s')} s.",
@@ -225,6 +312,7 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         ]
     if not benches:
         lines += ["Not measured yet: run `emostream bench model --json > models/<name>/bench.json` and re-render."]
+    lines += _static_lines(static)
     lines += [
         "",
         "## Limitations",
@@ -248,5 +336,36 @@ def write_card(folder: str | Path, report: dict | None = None) -> Path:
     for bench_file in sorted(folder.glob("bench*.json")):
         data = json.loads(bench_file.read_text(encoding="utf-8"))
         benches.append((data.pop("title", bench_file.stem), data))
-    path.write_text(render_card(report, benches, _load(folder, "eval.json")), encoding="utf-8")
+    path.write_text(render_card(report, benches, _load(folder, "eval.json"), _load(folder, "eval-xed.json"),
+                                _load(folder, "examples.json"), _load(folder, "int8-static.json")), encoding="utf-8")
     return path
+
+
+def measure(folder: str | Path, goemotions: str | Path | None = None, xed: str | Path | None = None,
+            threads: int | None = None, log=None) -> list[str]:
+    """Re-measure what the card shows that does not need a bench run, writing into ``folder``:
+    ``eval.json`` (GoEmotions ``dev.tsv``), ``eval-xed.json`` (XED dev split) and ``examples.json``
+    (the spoken lines). Returns the files written; call :func:`write_card` after."""
+    from emostream.model.evaluation import run_eval
+    from emostream.model.onnx_backend import OnnxClassifier
+    from emostream.model.samples import EVERYDAY_LINES, SPOKEN_EXAMPLES
+
+    folder = Path(folder)
+    clf = OnnxClassifier(folder, threads=threads, batch_size=64)
+    written = []
+
+    def dump(name: str, data: dict) -> None:
+        (folder / name).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        written.append(name)
+        if log:
+            log(f"wrote {folder / name}")
+
+    if goemotions:
+        dump("eval.json", run_eval([Path(goemotions) / "dev.tsv"], "goemotions", clf))
+    if xed:
+        dump("eval-xed.json", run_eval([Path(xed)], "xed", clf, split="dev"))
+    examples = {}
+    for key, texts in (("issue_11", SPOKEN_EXAMPLES), ("everyday", EVERYDAY_LINES)):
+        examples[key] = [{"text": t, **p.to_dict()} for t, p in zip(texts, clf.classify(list(texts)))]
+    dump("examples.json", examples)
+    return written

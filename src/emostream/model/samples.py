@@ -69,3 +69,29 @@ SPOKEN_EXAMPLES: tuple[str, ...] = (
     "there's a spider on my arm get it off",
     "oh great another monday just what i needed",
 )
+
+# Twenty everyday spoken lines written for the model card (issue #11) before any model output was
+# looked at, and never used for training, thresholds or any other choice: questions, small talk,
+# fillers, in lowercase unpunctuated speech-to-text style. The card shows what the model says.
+EVERYDAY_LINES: tuple[str, ...] = (
+    "what time does the train leave",
+    "can you pass me the salt please",
+    "um so yeah",
+    "did you remember to feed the cat",
+    "hey how's it going",
+    "i'm just gonna grab a coffee do you want one",
+    "uh where did i put my keys",
+    "the weather's been pretty nice lately huh",
+    "okay sounds good see you tomorrow",
+    "like i don't know maybe we could try the other place",
+    "is this seat taken",
+    "i can't believe we actually won the game",
+    "my grandma passed away last night",
+    "why would you do that to me",
+    "that smell is making me sick",
+    "wait what you're moving to canada",
+    "i'm so scared about the test results",
+    "you know what let's just order pizza",
+    "hmm i'll have to check my calendar",
+    "thanks so much that really means a lot",
+)
