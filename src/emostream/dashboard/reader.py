@@ -19,7 +19,7 @@ from typing import Any
 from emostream.dashboard.aggregation import DashboardState
 from emostream.events import InvalidEvent, decode_emotion_event
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.consumer import committed_consumer
+from emostream.kafka.consumer import committed_consumer, poll_batch
 from emostream.kafka.types import KafkaError
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class KafkaReader:
             topics = [self.topic] + ([self.dlq_topic] if self.dlq_topic else [])
             consumer.subscribe(topics, on_assign=self._on_assign)
             while not self._stop.is_set():
-                for msg in consumer.consume(num_messages=self._batch, timeout=0.2):
+                for msg in poll_batch(consumer, self._batch, 0.2):  # counted as soon as it arrives
                     try:
                         self._handle(msg)
                     except Exception:  # a record we failed to take is one invalid record, not the end of the reader

@@ -22,7 +22,7 @@ from emostream.config import EMOTIONS_TOPIC, device_events_topic
 from emostream.errors import KafkaClientError
 from emostream.events import InvalidEvent, decode_emotion_event
 from emostream.kafka.configuration import ClientConfig
-from emostream.kafka.consumer import committed_consumer
+from emostream.kafka.consumer import committed_consumer, poll_batch
 from emostream.kafka.types import KafkaError, KafkaException
 
 # How long to wait for the metadata that says whether the device's own results topic exists.
@@ -122,7 +122,7 @@ def listen(client: ClientConfig, device: str, handler: Callable[[dict[str, Any]]
         key = None if topic == device_events_topic(device) else device.encode("utf-8")
         consumer.subscribe([topic])
         while max_events is None or seen < max_events:
-            msgs = consumer.consume(500, 0.5)
+            msgs = poll_batch(consumer, 500, 0.5)  # an event is shown as soon as it arrives
             for msg in msgs:
                 err = msg.error()
                 if err is not None:

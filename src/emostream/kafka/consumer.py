@@ -28,6 +28,16 @@ def committed_consumer(client: ClientConfig, group: str, *, from_beginning: bool
     )
 
 
+def poll_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to ``max_messages`` records, returning as soon as the first one arrives (or ``timeout``
+    passes). ``consume(n, t)`` alone waits until it has ``n`` records or ``t`` has passed, so a
+    reader at low traffic would hold every record up to ``t``: a latency users see."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
 def reader_consumer(client: ClientConfig, **extra: Any) -> Consumer:
     """A consumer for ``assign()``-only reads (changelogs, registries): read_committed, never joins
     a group nor commits (librdkafka still wants a ``group.id``: a throw-away one)."""
