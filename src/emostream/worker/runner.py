@@ -237,9 +237,10 @@ class Worker:
         self._running = True
         self._last_poll = time.monotonic()
         log.info(
-            "worker started: %s → %s (DLQ %s), group %s, transactional.id %s, model %s, batch ≤%d/%gms, %s",
-            s.source_topic, s.target_topic, s.dead_letter_topic, s.group, s.transactional_id(),
-            self.classifier.name, s.batch_max, s.batch_wait_ms, s.assignment_strategy,
+            "worker started: %s → %s (DLQ %s), group %s%s, transactional.id %s, model %s, batch ≤%d/%gms, %s, %s",
+            s.source_topic, s.target_topic, s.dead_letter_topic, s.group, " (static member)" if s.static_membership else "",
+            s.transactional_id(), self.classifier.name, s.batch_max, s.batch_wait_ms, s.assignment_strategy,
+            "pipelined" if s.pipeline else "serial",
         )
 
     def stop(self) -> None:
