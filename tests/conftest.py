@@ -69,6 +69,19 @@ def start_cluster(directory: Path, brokers: int) -> LocalCluster:
     return cluster
 
 
+# Tests that took ≥ 40 s in CI, by name: they are handed out before the other broker tests, so
+# under ``-n N`` a long one does not start last while the other workers sit idle.
+LONGEST_FIRST = (
+    "test_exactly_once_through_worker_kills",
+    "test_exactly_once_through_a_broker_kill",
+    "test_exactly_once_while_workers_join_and_leave",
+    "test_demo_prints_live_emotions_and_cleans_up",
+    "test_bench_pipeline_json_shape_against_a_real_broker",
+    "test_killed_broker_does_not_stop_acks_all_writes_and_rejoins",
+    "test_cli_up_twice_down_twice_and_port_in_use",
+)
+
+
 def _uses_session_cluster(item: pytest.Item) -> bool:
     return "kafka_cluster" in getattr(item, "fixturenames", ())
 
@@ -89,14 +102,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     module that share a module-scoped fixture (a secure cluster, the netns lab, an own cluster) in
     one ``xdist_group``, so under ``-n N --dist loadgroup`` one worker builds it once and runs
     them all (the other tests are spread one by one); then move the modules with ``kafka`` tests
-    after the others, keeping each module's own order."""
+    after the others, keeping each module's own order except that the ``LONGEST_FIRST`` tests lead
+    them. (xdist's loadgroup hands out the multi-test groups first, largest first, then the rest
+    in this order.)"""
     for item in items:
         if _uses_session_cluster(item):
             item.add_marker(pytest.mark.kafka)
         if _module_fixtures(item) and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
     kafka_modules = {item.module for item in items if item.get_closest_marker("kafka") is not None}
-    items[:] = sorted(items, key=lambda item: item.module in kafka_modules)  # stable: order within kept
+    items[:] = sorted(items, key=lambda item: (item.module in kafka_modules,  # stable: order within kept
+                                               item.module in kafka_modules and item.originalname not in LONGEST_FIRST))
 
 
 class _Boot:
