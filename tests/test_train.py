@@ -152,10 +152,22 @@ def test_state_from_onnx_folder_reproduces_the_exported_model(tmp_path):
     from emostream.model.train import TrainConfig, _new_model, train
     from transformers import AutoTokenizer
 
+    from emostream.errors import ModelError
+    from emostream.model.export import quantize_weights_int8
+
     base = make_tiny_bert(tmp_path / "base")
+    fp32 = tmp_path / "models" / "tiny-fp32"
+    train(TrainConfig(data=_tiny_data(tmp_path / "data"), out=fp32, base=base, epochs=1, sweep="sigmoid:1e-3",
+                      batch_size=8, max_length=32, checkpoint_dir=tmp_path / "ckpt", quantize=False))
+    # the tiny model may pass the rules as int8-dynamic, which cannot be unpacked: build int8-weights by hand
     out = tmp_path / "models" / "tiny"
-    train(TrainConfig(data=_tiny_data(tmp_path / "data"), out=out, base=base, epochs=1, sweep="sigmoid:1e-3",
-                      batch_size=8, max_length=32, checkpoint_dir=tmp_path / "ckpt"))
+    shutil.copytree(fp32, out)
+    assert quantize_weights_int8(fp32 / "model.onnx", out / "model.onnx", min_elements=1000) > 0
+    meta = json.loads((out / "labels.json").read_text())
+    (out / "labels.json").write_text(json.dumps(dict(meta, precision="int8-weights")))
+    (fp32 / "labels.json").write_text(json.dumps(dict(meta, precision="int8-dynamic")))
+    with pytest.raises(ModelError, match="cannot be unpacked"):
+        state_from_onnx_folder(fp32)
     model = _new_model(base, "sigmoid")
     state = state_from_onnx_folder(out)
     assert set(model.state_dict()) - set(state) <= {"bert.embeddings.position_ids"} and set(state) <= set(model.state_dict())
@@ -206,3 +218,16 @@ def test_static_int8_folder_is_batch_invariant_and_close(tmp_path):
     alone = np.concatenate([clf.scores([t]) for t in texts])
     assert np.abs(batched - alone).max() <= 1e-4  # fixed activation scales: no dependence on batch mates
     assert np.abs(batched - ref.scores(texts)).max() < 0.2  # quantisation error only
+
+
+def test_state_from_the_shipped_static_int8_folder():
+    # --init from the shipped model: QDQ weights dequantized, activation DQs skipped, the fp16 table cast back
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    from emostream.model import resolve_model
+    from emostream.model.export import state_from_onnx_folder
+
+    state = state_from_onnx_folder(resolve_model(None)[1])
+    assert tuple(state["bert.embeddings.word_embeddings.weight"].shape) == (30522, 384)
+    assert tuple(state["bert.encoder.layer.2.output.dense.weight"].shape) == (384, 1536)
+    assert tuple(state["classifier.weight"].shape) == (7, 384)
+    assert sum(k.endswith("attention.self.query.weight") for k in state) == 3

@@ -271,13 +271,24 @@ def state_from_onnx_folder(folder: Path) -> dict:
 
     graph = onnx.load(str(Path(folder) / "model.onnx")).graph
     arrays = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    precision = json.loads((Path(folder) / "labels.json").read_text(encoding="utf-8")).get("precision", "fp32")
+    if precision not in ("fp32", "int8-weights", "int8-static"):
+        raise ModelError(f"{folder}: precision {precision!r} cannot be unpacked into torch weights "
+                         "(fp32, int8-weights and int8-static can)")
     for node in graph.node:
-        if node.op_type == "DequantizeLinear":
+        if node.op_type == "DequantizeLinear" and node.input[0] in arrays:  # weights only, not activations
             q, scale = arrays[node.input[0]].astype(np.float32), arrays[node.input[1]].astype(np.float32)
+            if len(node.input) > 2 and node.input[2] in arrays:
+                zero = arrays[node.input[2]].astype(np.float32)
+                q = q - (zero.reshape([-1 if i == next((a.i for a in node.attribute if a.name == "axis"), 1) else 1
+                                       for i in range(q.ndim)]) if zero.ndim else zero)
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             shape = [1] * q.ndim
-            shape[axis] = -1
+            if scale.ndim:
+                shape[axis] = -1
             arrays[node.output[0]] = q * scale.reshape(shape)
+        elif node.op_type == "Cast" and node.input[0] in arrays:  # fp16-stored tables (static int8 files)
+            arrays[node.output[0]] = arrays[node.input[0]].astype(np.float32)
     state: dict[str, np.ndarray] = {}
     layer = 0
     for node in graph.node:
