@@ -178,3 +178,16 @@ def test_classify_json_has_labels(capsys):
     assert list(lines[0]) == ["text", "label", "scores", "labels"]
     assert lines[0]["labels"][0] == lines[0]["label"] == "anger"
     assert all(set(d["labels"]) <= set(CLASSES) and d["labels"] for d in lines)
+
+
+def test_small_runs_take_the_one_thread_session_and_score_the_same():
+    # Issue #16: one utterance at low load runs without waking a thread pool; the scores must not
+    # depend on which session ran them (the batch-invariance rule of the shipped model).
+    pooled = load_classifier(None, threads=2)
+    assert pooled.small_run_tokens > 0 and pooled._small_session is None  # made on first use only
+    texts = list(UTTERANCES)[:64]
+    batched = pooled.scores(texts)
+    assert pooled._small_session is None  # a batch of 64 is not small
+    alone = np.concatenate([pooled.scores([t]) for t in texts])
+    assert pooled._small_session is not None
+    assert np.abs(batched - alone).max() <= 1e-4

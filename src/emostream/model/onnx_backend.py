@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +64,11 @@ def predictions_from_scores(scores: np.ndarray, thresholds: Mapping[str, float] 
     return out
 
 
+# Runs of at most this many tokens (rows × padded width: a few spoken utterances) use one thread;
+# EMOSTREAM_MODEL_SMALL_RUN_TOKENS overrides it (0: always the main session).
+SMALL_RUN_TOKENS = int(os.environ.get("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", "128"))
+
+
 class OnnxClassifier:
     """Runs a model folder with ONNX Runtime. Thread-safe for concurrent ``classify`` calls."""
 
@@ -96,13 +103,29 @@ class OnnxClassifier:
         pad = meta.get("pad_token_id")
         self.pad_id = int(pad) if pad is not None else (self.tokenizer.token_to_id("[PAD]") or 0)
 
+        # ORT's pool threads spin after each run waiting for more work: on a shared 2-core host (the
+        # worker, Kafka and other processes) that burns CPU others need. Off unless asked for.
+        self.spinning = default_spinning() if spinning is None else bool(spinning)
+        self.threads = int(threads) if threads else None
+        self.session = self._session(self.threads)
+        # A small run (one utterance at low load) gains nothing from a thread pool: waking the
+        # pool's threads for every operator costs more than it saves. Such runs go to a second,
+        # one-thread session, made on first use (cold start stays one session).
+        self.small_run_tokens = SMALL_RUN_TOKENS if self.threads != 1 and (os.cpu_count() or 1) > 1 else 0
+        self._small_session: Any = None
+        self._small_lock = threading.Lock()
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        unknown = set(self.input_names) - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown or "input_ids" not in self.input_names:
+            raise ModelError(f"{self.folder / 'model.onnx'}: unexpected inputs {self.input_names}")
+
+    def _session(self, threads: int | None) -> Any:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-        # ORT's pool threads spin after each run waiting for more work: on a shared 2-core host (the
-        # worker, Kafka and other processes) that burns CPU others need. Off unless asked for.
-        self.spinning = default_spinning() if spinning is None else bool(spinning)
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "1" if self.spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -112,15 +135,19 @@ class OnnxClassifier:
         if self.precision != "int8-static":
             options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
-            self.session = ort.InferenceSession(
-                str(self.folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            return ort.InferenceSession(str(self.folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"{self.folder / 'model.onnx'}: ONNX Runtime cannot load it ({exc})") from None
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        unknown = set(self.input_names) - {"input_ids", "attention_mask", "token_type_ids"}
-        if unknown or "input_ids" not in self.input_names:
-            raise ModelError(f"{self.folder / 'model.onnx'}: unexpected inputs {self.input_names}")
+
+    def _session_for(self, tokens: int) -> Any:
+        """The one-thread session for a run of at most ``small_run_tokens`` tokens, else the main one."""
+        if tokens > self.small_run_tokens:
+            return self.session
+        if self._small_session is None:
+            with self._small_lock:
+                if self._small_session is None:
+                    self._small_session = self._session(1)
+        return self._small_session
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """Raw model outputs ``[n, 7]`` in input order.
@@ -149,7 +176,7 @@ class OnnxClassifier:
             if "token_type_ids" in self.input_names:
                 feeds["token_type_ids"] = np.zeros_like(ids)
             try:
-                result = self.session.run(None, feeds)[0]
+                result = self._session_for(ids.size).run(None, feeds)[0]
             except Exception as exc:
                 raise ModelError(f"{self.name}: inference failed ({exc})") from None
             out[group] = result
