@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,9 @@ def quota_command(classpath: str, java: str, bootstrap: str, command_config: Pat
             "--command-config", str(command_config), "--alter", *change, "--entity-type", "users", "--entity-name", user]
 
 
+QUOTA_ATTEMPTS = 3
+
+
 def set_produce_quota(admin_profile: Path, user: str, rate: int | None, bootstrap: str | None = None) -> None:
     """Set (or with None, remove) ``user``'s produce byte-rate quota on every broker."""
     data = read_security_profile(admin_profile)
@@ -188,7 +192,11 @@ def set_produce_quota(admin_profile: Path, user: str, rate: int | None, bootstra
         cache = cache_dir()
         fetch.ensure_kafka(cache)
         cmd = quota_command(fetch.classpath(cache), fetch.require_java(), bootstrap or str(data["bootstrap"]), tmp, user, rate)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        for attempt in range(QUOTA_ATTEMPTS):  # a busy or just-started cluster can time the admin call out
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if proc.returncode == 0:
+                break
+            time.sleep(2.0 * (attempt + 1))
     finally:
         tmp.unlink(missing_ok=True)
     if proc.returncode != 0:
