@@ -77,6 +77,7 @@ class Checkpoint:
         self._offsets: dict[PartitionKey, int] = {}
         self._open = False
         self._prepared: tuple[list[TopicPartition], Any] | None = None
+        self.commit_s = 0.0  # how long finish() took (send offsets + commit)
         # Source records whose outputs were refused for their own sake (kafka.errors.RECORD_REFUSALS).
         self.refused: dict[SourceRef, str] = {}
 
@@ -162,10 +163,12 @@ class Checkpoint:
         if self._prepared is None:
             raise RuntimeError("finish() without prepare()")
         offsets, metadata = self._prepared
+        started = time.perf_counter()
         if offsets:
             self._call(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT_S))
         self._call(lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
         self._open = False
+        self.commit_s = time.perf_counter() - started
 
     def commit(self) -> None:
         """prepare() + finish() in this thread; then the batch's utterance ids become "seen" and

@@ -491,8 +491,9 @@ class Worker:
             self._in_txn = False
         self._committed.update(c.checkpoint.offsets)
         self._recent.commit_sealed()
-        log.debug("batch of %d: model %.0f ms in %d call(s), commit waited %.0f ms", len(c.batch), c.result.model_s * 1000,
-                  c.result.model_calls, (time.perf_counter() - started) * 1000)
+        log.debug("batch of %d: model %.0f ms in %d call(s), commit %.0f ms (waited %.0f ms for it)", len(c.batch),
+                  c.result.model_s * 1000, c.result.model_calls, c.checkpoint.commit_s * 1000,
+                  (time.perf_counter() - started) * 1000)
         self._committed_batch(c.batch, c.result, c.since)
         return True
 
