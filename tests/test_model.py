@@ -183,8 +183,9 @@ def test_classify_json_has_labels(capsys):
 def test_small_runs_take_the_one_thread_session_and_score_the_same():
     # Issue #16: one utterance at low load runs without waking a thread pool; the scores must not
     # depend on which session ran them (the batch-invariance rule of the shipped model).
-    pooled = load_classifier(None, threads=2)
-    assert pooled.small_run_tokens > 0 and pooled._small_session is None  # made on first use only
+    assert load_classifier(None, threads=2).small_run_tokens == 0  # off by default: +112 MB RSS
+    pooled = OnnxClassifier(load_classifier(None, threads=2).folder, threads=2, small_run_tokens=128)
+    assert pooled.small_run_tokens == 128 and pooled._small_session is None  # made on first use only
     texts = list(UTTERANCES)[:64]
     batched = pooled.scores(texts)
     assert pooled._small_session is None  # a batch of 64 is not small

@@ -64,16 +64,18 @@ def predictions_from_scores(scores: np.ndarray, thresholds: Mapping[str, float] 
     return out
 
 
-# Runs of at most this many tokens (rows × padded width: a few spoken utterances) use one thread;
-# EMOSTREAM_MODEL_SMALL_RUN_TOKENS overrides it (0: always the main session).
-SMALL_RUN_TOKENS = int(os.environ.get("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", "128"))
+# Runs of at most this many tokens (rows × padded width: a few spoken utterances) may go to a
+# second, one-thread session: it saves the pool's wake-ups (0.4-0.9 ms of CPU per event at 10-50
+# utterances/s) but holds its own copy of the weights (+112 MB RSS). Off by default;
+# EMOSTREAM_MODEL_SMALL_RUN_TOKENS=128 turns it on where memory is cheap (docs/events.md).
+SMALL_RUN_TOKENS = int(os.environ.get("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", "0"))
 
 
 class OnnxClassifier:
     """Runs a model folder with ONNX Runtime. Thread-safe for concurrent ``classify`` calls."""
 
     def __init__(self, folder: str | Path, threads: int | None = None, batch_size: int = 32, name: str | None = None,
-                 spinning: bool | None = None):
+                 spinning: bool | None = None, small_run_tokens: int | None = None):
         """Load ``folder``; ``threads`` = intra-op threads (default: ORT's choice = physical cores);
         ``batch_size`` = texts per ORT run (each run padded only to its own longest text);
         ``spinning`` = let idle ORT threads busy-wait for work (default: off, or ``EMOSTREAM_MODEL_SPINNING=1``)."""
@@ -108,10 +110,10 @@ class OnnxClassifier:
         self.spinning = default_spinning() if spinning is None else bool(spinning)
         self.threads = int(threads) if threads else None
         self.session = self._session(self.threads)
-        # A small run (one utterance at low load) gains nothing from a thread pool: waking the
-        # pool's threads for every operator costs more than it saves. Such runs go to a second,
-        # one-thread session, made on first use (cold start stays one session).
-        self.small_run_tokens = SMALL_RUN_TOKENS if self.threads != 1 and (os.cpu_count() or 1) > 1 else 0
+        # Opt-in (see SMALL_RUN_TOKENS): small runs on a second, one-thread session made on first
+        # use, so cold start stays one session.
+        small = SMALL_RUN_TOKENS if small_run_tokens is None else int(small_run_tokens)
+        self.small_run_tokens = small if self.threads != 1 and (os.cpu_count() or 1) > 1 else 0
         self._small_session: Any = None
         self._small_lock = threading.Lock()
         self.input_names = [i.name for i in self.session.get_inputs()]
