@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +102,19 @@ def quantize_int8(src: Path, dst: Path) -> None:
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
+def _replace_initializers(model: Any, keep: list[Any], nodes: list[Any], dst: Path) -> None:
+    """Give ``model`` the initializers ``keep``, put ``nodes`` (which rebuild the replaced ones)
+    first in its graph, and save it to ``dst``."""
+    import onnx
+
+    graph = model.graph
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    for i, node in enumerate(nodes):
+        graph.node.insert(i, node)
+    onnx.save(model, str(dst))
+
+
 def quantize_weights_int8(src: Path, dst: Path, min_elements: int = 4096) -> int:
     """Weight-only int8: every large float initializer becomes int8 (per-channel symmetric scales)
     + a DequantizeLinear node. The runtime folds those back to fp32 at load time, so the file is
@@ -132,11 +146,7 @@ def quantize_weights_int8(src: Path, dst: Path, min_elements: int = 4096) -> int
         nodes.append(helper.make_node("DequantizeLinear", [name + "_q8", name + "_scale", name + "_zp"], [name],
                                       axis=axis, name=name + "_dq"))
         done += 1
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    for i, node in enumerate(nodes):
-        graph.node.insert(i, node)
-    onnx.save(model, str(dst))
+    _replace_initializers(model, keep, nodes, dst)
     return done
 
 
@@ -463,11 +473,7 @@ def store_fp16(src: Path, dst: Path, min_elements: int = 1 << 20) -> int:
         nodes.append(helper.make_node("Cast", [init.name + "_fp16"], [init.name], to=onnx.TensorProto.FLOAT,
                                       name=init.name + "_cast"))
         done += 1
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    for i, node in enumerate(nodes):
-        graph.node.insert(i, node)
-    onnx.save(model, str(dst))
+    _replace_initializers(model, keep, nodes, dst)
     return done
 
 
