@@ -517,7 +517,7 @@ def test_mic_replay_arrives_as_one_transcript_per_utterance_in_order(recording: 
     from emostream.kafka.configuration import ClientConfig
 
     from tests.test_edge_kafka import consume_all
-    from tests.worker_helpers import Workers, events_of, make_topics, model_spec, read_all, stop
+    from tests.worker_helpers import events_from_one_worker, make_topics, model_spec
 
     src, out, _dlq = make_topics(bootstrap, unique_name, partitions=3)
     done = _mic(recording, "--device", "pi-mic", "--topic", src, "--bootstrap", bootstrap,
@@ -534,13 +534,8 @@ def test_mic_replay_arrives_as_one_transcript_per_utterance_in_order(recording: 
         assert g["device_id"] == "pi-mic" and g["stt_engine"].startswith("faster-whisper")
         assert word_error_rate(ref, g["text"]) <= 0.35, (ref, g["text"])
     # ... and the worker classifies each of them exactly once, in order.
-    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
-    try:
-        worker = workers.start("mic")
-        events = events_of(read_all(bootstrap, [out], expect=3, idle_s=3))
-        assert stop(worker) == 0
-    finally:
-        workers.cleanup()
+    events = events_from_one_worker(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec(),
+                                    expect=3, idle_s=3, instance="mic")
     assert [e["utterance_id"] for e in events] == [g["utterance_id"] for g in got]
 
 

@@ -21,6 +21,7 @@ from emostream.events import Transcript
 from tests.worker_helpers import (
     check_device_order,
     check_exactly_once,
+    events_from_one_worker,
     events_of,
     header_dict,
     make_topics,
@@ -190,13 +191,7 @@ def test_plain_text_from_the_kafka_console_producer_is_classified(bootstrap: str
          "--topic", src, "--property", "parse.key=true", "--property", "key.separator=:"],
         input=lines.encode(), check=True, timeout=120, capture_output=True,
     )
-    workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
-    try:
-        p = workers.start("w1")
-        events = events_of(read_all(bootstrap, [out], expect=2, idle_s=2))
-        assert stop(p) == 0
-    finally:
-        workers.cleanup()
+    events = events_from_one_worker(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec(), expect=2, idle_s=2)
     assert [(e["device_id"], e["utterance_id"]) for e in events] == [("pi-java", f"@{src}-0-0"), ("pi-java", f"@{src}-0-1")]
     assert events[0]["text"] == "I am so happy this finally works"
     assert all(e["label"] in e["scores"] for e in events)

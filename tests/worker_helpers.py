@@ -218,3 +218,16 @@ class Workers:
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
+
+
+def events_from_one_worker(bootstrap: str, src: str, out: str, group: str, log: Path, model: str | None, *,
+                           expect: int, idle_s: float, instance: str = "w1") -> list[dict]:
+    """Start one worker, read ``expect`` events from ``out``, and check it stops cleanly (exit 0)."""
+    workers = Workers(bootstrap, src, out, group, log, model)
+    try:
+        worker = workers.start(instance)
+        events = events_of(read_all(bootstrap, [out], expect=expect, idle_s=idle_s))
+        assert stop(worker) == 0
+    finally:
+        workers.cleanup()
+    return events
