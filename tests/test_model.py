@@ -192,3 +192,12 @@ def test_small_runs_take_the_one_thread_session_and_score_the_same():
     alone = np.concatenate([pooled.scores([t]) for t in texts])
     assert pooled._small_session is not None
     assert np.abs(batched - alone).max() <= 1e-4
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", "12 8"])
+def test_a_bad_small_run_tokens_variable_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", value)
+    with pytest.raises(ModelError, match="EMOSTREAM_MODEL_SMALL_RUN_TOKENS"):
+        load_classifier(None, threads=2)
+    monkeypatch.setenv("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", " 64 ")
+    assert load_classifier(None, threads=2).small_run_tokens == 64

@@ -68,7 +68,12 @@ def predictions_from_scores(scores: np.ndarray, thresholds: Mapping[str, float] 
 # second, one-thread session: it saves the pool's wake-ups (0.4-0.9 ms of CPU per event at 10-50
 # utterances/s) but holds its own copy of the weights (+112 MB RSS). Off by default;
 # EMOSTREAM_MODEL_SMALL_RUN_TOKENS=128 turns it on where memory is cheap (docs/events.md).
-SMALL_RUN_TOKENS = int(os.environ.get("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", "0"))
+def default_small_run_tokens() -> int:
+    """``EMOSTREAM_MODEL_SMALL_RUN_TOKENS`` (0 when unset); a clear ModelError for a bad value."""
+    value = os.environ.get("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", "0").strip() or "0"
+    if not value.isdigit():
+        raise ModelError(f"EMOSTREAM_MODEL_SMALL_RUN_TOKENS must be a whole number ≥ 0 (e.g. 128), got {value!r}")
+    return int(value)
 
 
 class OnnxClassifier:
@@ -79,7 +84,6 @@ class OnnxClassifier:
         """Load ``folder``; ``threads`` = intra-op threads (default: ORT's choice = physical cores);
         ``batch_size`` = texts per ORT run (each run padded only to its own longest text);
         ``spinning`` = let idle ORT threads busy-wait for work (default: off, or ``EMOSTREAM_MODEL_SPINNING=1``)."""
-        import onnxruntime as ort  # deferred so importing emostream.model stays cheap
         from tokenizers import Tokenizer
 
         self.folder = Path(folder)
@@ -110,9 +114,9 @@ class OnnxClassifier:
         self.spinning = default_spinning() if spinning is None else bool(spinning)
         self.threads = int(threads) if threads else None
         self.session = self._session(self.threads)
-        # Opt-in (see SMALL_RUN_TOKENS): small runs on a second, one-thread session made on first
+        # Opt-in (see default_small_run_tokens): small runs on a second, one-thread session made on first
         # use, so cold start stays one session.
-        small = SMALL_RUN_TOKENS if small_run_tokens is None else int(small_run_tokens)
+        small = default_small_run_tokens() if small_run_tokens is None else int(small_run_tokens)
         self.small_run_tokens = small if self.threads != 1 and (os.cpu_count() or 1) > 1 else 0
         self._small_session: Any = None
         self._small_lock = threading.Lock()
@@ -122,7 +126,7 @@ class OnnxClassifier:
             raise ModelError(f"{self.folder / 'model.onnx'}: unexpected inputs {self.input_names}")
 
     def _session(self, threads: int | None) -> Any:
-        import onnxruntime as ort
+        import onnxruntime as ort  # deferred so importing emostream.model stays cheap
 
         options = ort.SessionOptions()
         if threads:
