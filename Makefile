@@ -24,9 +24,10 @@ sysdeps:
 demo: install kafka
 	$(BIN)/emostream demo
 
-# TEST_WORKERS pytest-xdist workers, each with its own session cluster (3 brokers); most slow tests
-# wait on Kafka timeouts, not the CPU. loadgroup keeps the tests that share a module-scoped cluster
-# or lab on one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs in one process.
+# TEST_WORKERS pytest-xdist workers sharing ONE session cluster (3 brokers, started by the first
+# worker that needs it, stopped by the controller at the end); most slow tests wait on Kafka
+# timeouts, not the CPU. loadgroup keeps the tests that share a module-scoped cluster or lab on
+# one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 3
 
 test: install sysdeps kafka

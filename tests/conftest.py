@@ -1,14 +1,21 @@
 """Shared fixtures. ``kafka_cluster`` is a real 3-broker KRaft cluster started by our own code.
 
 It boots in the background from the session's first test, and the modules that need brokers run
-after those that do not, so the brokers start while the quick tests run.
+after those that do not, so the brokers start while the quick tests run. Under pytest-xdist all
+workers share one such cluster (see ``_SharedBoot``), so a test must never stop, kill or
+reconfigure its brokers (it starts its own with ``start_cluster``) and names its topics and
+groups with ``unique_name``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +136,10 @@ class _Boot:
             self.cluster = start_cluster(directory, 3)
         except BaseException as exc:  # noqa: BLE001 - re-raised in wait(), in the test that needs it
             self.error = exc
+        self._booted()
+
+    def _booted(self) -> None:
+        """Called in the boot thread once the start succeeded or failed."""
 
     def wait(self) -> LocalCluster:
         self._thread.join()
@@ -143,13 +154,144 @@ class _Boot:
             self.cluster.down()
 
 
+# Under pytest-xdist every worker uses ONE session cluster (one set of 3 JVMs for the run, not one
+# per worker on a 2-core box). The controller names a folder for it under the run's basetemp
+# (``pytest_configure_node``); the first worker to need it claims it (an O_EXCL file) and boots
+# it, the others wait for its ``ready`` (or ``failed``) marker; the controller stops it when the
+# run ends (``pytest_unconfigure``), and kills any of the run's brokers still alive then, so no JVM
+# outlives the run even when a worker crashed. Tests that stop or kill brokers use their own cluster.
+_SHARED_KAFKA = "emostream_shared_kafka"  # workerinput key: the shared cluster's folder
+_RUN_BASETEMP = pytest.StashKey[Path]()  # this process owns the clean-up of JVMs under this folder
+_SHARED_DIR = pytest.StashKey[Path]()  # controller: the shared cluster's folder it handed out
+
+
+class _SharedBoot(_Boot):
+    """The run's shared session cluster, seen from one xdist worker: booted here when this worker
+    claims it first, else waited for. Never stopped here: other workers may still use it."""
+
+    WAIT_S = 900.0
+
+    def __init__(self, shared: Path) -> None:
+        self.shared = shared
+        self.directory = shared / "kafka3"
+        try:
+            fd = os.open(shared / "owner", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            self.owner = False
+            self.cluster, self.error = None, None
+            return
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        self.owner = True
+        super().__init__(self.directory)
+
+    def _booted(self) -> None:
+        marker, text = ("failed", f"{type(self.error).__name__}: {self.error}") if self.error else ("ready", self.directory.as_posix())
+        tmp = self.shared / f".{marker}.tmp"
+        tmp.write_text(text + "\n")
+        tmp.replace(self.shared / marker)
+
+    def wait(self) -> LocalCluster:
+        if self.owner:
+            return super().wait()
+        deadline = time.monotonic() + self.WAIT_S
+        while not (self.shared / "ready").exists():
+            if (self.shared / "failed").exists():
+                raise RuntimeError("the run's shared Kafka cluster did not start (in another xdist worker): "
+                                   + (self.shared / "failed").read_text().strip())
+            if not _pid_alive(self._owner_pid()) and not (self.shared / "ready").exists():
+                raise RuntimeError(f"the xdist worker that was starting the shared Kafka cluster in {self.directory} died")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the shared Kafka cluster in {self.directory} was not ready after {self.WAIT_S:.0f}s")
+            time.sleep(0.2)
+        return LocalCluster(self.directory)
+
+    def _owner_pid(self) -> int:
+        try:
+            return int((self.shared / "owner").read_text())
+        except (OSError, ValueError):
+            return os.getpid()  # being written right now: the owner is alive
+
+    def close(self) -> None:
+        if self.owner:
+            self._thread.join()  # finish (or fail) the boot; stopping is the controller's job
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
+    """Controller: hand every worker the folder of the run's one shared session cluster."""
+    config = node.config
+    if _SHARED_DIR not in config.stash:
+        factory = getattr(config, "_tmp_path_factory", None)  # what xdist itself derives workers' basetemp from
+        if factory is None:
+            return  # the workers then start a cluster each, as without xdist
+        basetemp = factory.getbasetemp()
+        shared = basetemp / "kafka-shared"
+        shared.mkdir(mode=0o700, exist_ok=True)
+        config.stash[_SHARED_DIR] = shared
+        config.stash[_RUN_BASETEMP] = basetemp
+    node.workerinput[_SHARED_KAFKA] = str(config.stash[_SHARED_DIR])
+
+
+def _jvms_under(path: Path) -> list[int]:
+    """Pids of Kafka broker JVMs whose command line names a file under ``path``."""
+    mine = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in cmdline]
+        if "kafka.Kafka" in args and any(a.startswith(f"{path}/") or f"={path}/" in a for a in args):
+            mine.append(int(proc.name))
+    return mine
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Controller (or a run without xdist): stop the shared cluster, then SIGKILL every broker JVM
+    of this run still alive (a crashed worker's cluster, a half-started one), so none outlives it."""
+    if hasattr(config, "workerinput"):
+        return
+    if _SHARED_DIR in config.stash and (config.stash[_SHARED_DIR] / "kafka3").exists():
+        try:
+            LocalCluster(config.stash[_SHARED_DIR] / "kafka3").down()
+        except Exception as exc:  # noqa: BLE001 - the sweep below still kills them
+            print(f"\nstopping the shared Kafka cluster failed: {exc}", file=sys.stderr)
+    basetemp = config.stash.get(_RUN_BASETEMP, None)
+    if basetemp is None:
+        return
+    leftovers = _jvms_under(basetemp)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if leftovers:
+        print(f"\nkilled {len(leftovers)} Kafka JVM(s) of this run still alive at its end: {leftovers}", file=sys.stderr)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _kafka_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Boot | None]:
-    """Start the session cluster at the first test when any selected test will use it."""
+    """Start the session cluster at the first test when any selected test will use it: under
+    xdist the run's shared one (booted by the first worker here), else one for this process."""
+    config = request.config
+    if not hasattr(config, "workerinput"):
+        config.stash[_RUN_BASETEMP] = tmp_path_factory.getbasetemp()
     if not any(_uses_session_cluster(item) for item in request.session.items):
         yield None
         return
-    boot = _Boot(tmp_path_factory.mktemp("kafka3"))
+    shared = getattr(config, "workerinput", {}).get(_SHARED_KAFKA)
+    boot = _SharedBoot(Path(shared)) if shared else _Boot(tmp_path_factory.mktemp("kafka3"))
     try:
         yield boot
     finally:
@@ -158,7 +300,9 @@ def _kafka_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture(scope="session")
 def kafka_cluster(_kafka_boot: _Boot | None) -> LocalCluster:
-    """A real 3-broker cluster shared by the whole session; stopped at the end."""
+    """A real 3-broker cluster shared by the whole session (under xdist: by every worker of the
+    run), so tests must not stop, kill or reconfigure its brokers (use ``start_cluster``), and
+    must name their topics and groups with ``unique_name``."""
     assert _kafka_boot is not None, "kafka_cluster requested by a test the collection did not see"
     return _kafka_boot.wait()
 

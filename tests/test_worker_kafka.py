@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ import pytest
 from emostream.cluster import LocalCluster
 from emostream.cluster.fetch import classpath
 from emostream.config import cache_dir
-from emostream.errors import ClusterError
 from emostream.events import Transcript
+from tests.conftest import start_cluster
 from tests.worker_helpers import (
     check_device_order,
     check_exactly_once,
@@ -82,7 +83,19 @@ def test_exactly_once_through_worker_kills(bootstrap: str, unique_name: str, tmp
         workers.cleanup()
 
 
-def test_exactly_once_through_a_broker_kill(kafka_cluster: LocalCluster, bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-broker cluster for the broker-kill test alone: killing a broker of the session cluster
+    would disturb the tests other xdist workers run on it at the same time."""
+    cluster = start_cluster(tmp_path_factory.mktemp("kafka3-kill"), 3)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def test_exactly_once_through_a_broker_kill(own_cluster: LocalCluster, unique_name: str, tmp_path: Path) -> None:
+    bootstrap = own_cluster.bootstrap
     src, out, _ = make_topics(bootstrap, unique_name)
     workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
     th, sent = _paced_producer(bootstrap, src, seconds=30)
@@ -90,7 +103,7 @@ def test_exactly_once_through_a_broker_kill(kafka_cluster: LocalCluster, bootstr
     try:
         p = workers.start("w1")
         time.sleep(10)
-        assert kafka_cluster.stop_node(victim, signal.SIGKILL)
+        assert own_cluster.stop_node(victim, signal.SIGKILL)
         time.sleep(8)
         p.send_signal(signal.SIGKILL)  # and the worker too, while the broker is down
         p.wait(10)
@@ -101,17 +114,6 @@ def test_exactly_once_through_a_broker_kill(kafka_cluster: LocalCluster, bootstr
     finally:
         th.join()
         workers.cleanup()
-        _restart(kafka_cluster, victim)
-
-
-def _restart(cluster: LocalCluster, node: int) -> None:
-    """Bring the killed broker back so later tests get a healthy cluster (one retry: a JVM
-    started right after its predecessor's SIGKILL sometimes exits at once)."""
-    try:
-        cluster.start_node(node)
-    except ClusterError:
-        time.sleep(3)
-        cluster.start_node(node)
 
 
 def test_exactly_once_while_workers_join_and_leave(bootstrap: str, unique_name: str, tmp_path: Path) -> None:
