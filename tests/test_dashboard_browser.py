@@ -90,7 +90,11 @@ def _create_topics(bootstrap: str, names: list[str]) -> Any:
     for name in names:
         create_topic(admin, plan_topic(name, live, partitions=3))
     # The worker's durable dedupe changelog for the source topic (``topics ensure`` makes it too).
-    create_topic(admin, plan_dedupe(names[0], 3, live))
+    dedupe = plan_dedupe(names[0], 3, live)
+    create_topic(admin, dedupe)
+    from tests.worker_helpers import wait_until_every_broker_lists
+
+    wait_until_every_broker_lists(bootstrap, [*names, dedupe.name])  # the worker starts right after
     return admin
 
 

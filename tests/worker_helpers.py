@@ -79,8 +79,27 @@ def make_topics(bootstrap: str, base: str, partitions: int = 6, replication: int
     names = (f"{base}.src", f"{base}.out", f"{base}.src.dlq")
     for name in names:
         create_topic(admin, plan_topic(name, live, partitions, min(replication, live)))
-    create_topic(admin, plan_dedupe(names[0], partitions, live, min(replication, live)))  # the worker's dedupe changelog
+    dedupe = plan_dedupe(names[0], partitions, live, min(replication, live))  # the worker's dedupe changelog
+    create_topic(admin, dedupe)
+    wait_until_every_broker_lists(bootstrap, [*names, dedupe.name])
     return names
+
+
+def wait_until_every_broker_lists(bootstrap: str, names: list[str], timeout_s: float = 60.0) -> None:
+    """Block until each broker's own metadata names every topic of ``names``.
+
+    CreateTopics returns once the controller has the topic; the other brokers learn it a moment
+    later, longer when the session cluster is busy with every xdist worker's tests. A worker
+    started in that window asks one broker, is told a topic is missing, and exits 1. A fresh
+    client with one broker as its bootstrap sends its first metadata request to that broker."""
+    deadline = time.monotonic() + timeout_s
+    for address in bootstrap.split(","):
+        while True:
+            missing = set(names) - Admin(ClientConfig(address), timeout_s=5).topic_names()
+            if not missing:
+                break
+            assert time.monotonic() < deadline, f"{address} still lists no {sorted(missing)} after {timeout_s:.0f}s"
+            time.sleep(0.2)
 
 
 def produce_transcripts(
