@@ -159,7 +159,8 @@ def test_eval_command(tmp_path, capsys):
 def test_label_and_labels_follow_the_eval_rule(clf):
     from emostream.model.metrics import predicted_sets, thresholds_vector, top_classes
 
-    texts = list(UTTERANCES) + ["this makes me furious", "Are you coming to the party tonight?"]
+    # "But you're lying.": disgust scores highest but misses its threshold, anger passes its own
+    texts = list(UTTERANCES) + ["But you're lying.", "Are you coming to the party tonight?"]
     preds = clf.classify(texts)
     scores = clf.scores(texts)
     t = thresholds_vector(clf.thresholds)
@@ -167,9 +168,10 @@ def test_label_and_labels_follow_the_eval_rule(clf):
     for pred, top, row in zip(preds, top_classes(scores, t), sets):
         assert pred.label == CLASSES[top] == pred.labels[0]
         assert set(pred.labels) == {CLASSES[j] for j in np.flatnonzero(row)}
-    furious = preds[-2]
-    assert furious.scores["disgust"] > furious.scores["anger"]  # the raw argmax would say disgust
-    assert furious.label == "anger"
+    lying = preds[-2]
+    assert lying.scores["disgust"] > lying.scores["anger"]  # the raw argmax would say disgust
+    assert lying.scores["disgust"] < clf.thresholds["disgust"] and lying.scores["anger"] >= clf.thresholds["anger"]
+    assert lying.label == "anger"
 
 
 def test_classify_json_has_labels(capsys):
