@@ -349,3 +349,66 @@ def test_a_revoke_waits_for_the_committing_transaction() -> None:
     threading.Timer(0.3, prod.gate.set).start()
     w._on_revoke(w._consumer, [TopicPartition("src", 0)])  # would assert on an open transaction
     assert prod.calls[-1] == "commit" and w.batches == 1 and not w._in_txn
+
+
+class _Msg:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def error(self):
+        return None
+
+    def topic(self):
+        return "src"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
+
+    def key(self):
+        return b"dev"
+
+    def value(self):
+        return b"{}"
+
+    def timestamp(self):
+        return (0, 0)
+
+    def headers(self):
+        return None
+
+
+class QueueConsumer(FakeConsumer):
+    """consume() as librdkafka does it: returns what is queued (up to num_messages), and only
+    blocks (here: records the timeout) when less than asked is there."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__({("src", 0): 0})
+        self.queue = [_Msg(i) for i in range(queued)]
+        self.calls: list[tuple[int, float]] = []
+
+    def consume(self, num_messages, timeout):
+        self.calls.append((num_messages, timeout))
+        out, self.queue = self.queue[:num_messages], self.queue[num_messages:]
+        return out
+
+
+@pytest.mark.parametrize("queued", [1, 5])
+def test_adaptive_batches_take_what_was_fetched_and_go_without_waiting(queued: int) -> None:
+    w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), WorkerSettings(source_topic="src", durable_dedupe=False))
+    w._consumer = QueueConsumer(queued)
+    batch = w._collect()
+    assert [r.offset for r in batch] == list(range(queued))
+    # the first record is waited for; the rest of the batch is drained without blocking
+    assert w._consumer.calls[0][0] == 1 and all(t == 0.0 for _, t in w._consumer.calls[1:])
+
+
+def test_fixed_batch_wait_and_the_serial_loop_still_wait_for_the_batch_to_fill() -> None:
+    for settings in (WorkerSettings(source_topic="src", durable_dedupe=False, adaptive_batches=False),
+                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False)):
+        w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), settings)
+        w._consumer = QueueConsumer(3)
+        assert len(w._collect()) == 3
+        assert any(0 < t <= settings.batch_wait_ms / 1000.0 for _, t in w._consumer.calls[1:])

@@ -91,6 +91,11 @@ class WorkerSettings:
     max_latency_ms: float | None = None
     # Commit batch n in the background while batch n+1 is polled and classified (see the module doc).
     pipeline: bool = True
+    # With pipelining: a batch closes as soon as it has taken every record already fetched, instead
+    # of waiting batch_wait_ms for more. Batches are self-clocked: under load each loop lasts about
+    # one commit, so a batch is what arrived meanwhile; at low load a record goes out at once.
+    # False: the fixed wait (always the case without pipelining).
+    adaptive_batches: bool = True
     # Static group membership (KIP-345): the consumer joins as ``instance_id``, so an instance that
     # restarts within the session timeout gets its partitions back at once, without a rebalance
     # and without waiting for the dead member's session to expire. The price: a stopped instance's
@@ -349,6 +354,7 @@ class Worker:
         if self._registry is not None:
             self._registry.refresh()
         limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
+        adaptive = self.settings.pipeline and self.settings.adaptive_batches
         if self._batch_limit is not None:
             limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
         while not self._stop.is_set():
@@ -367,7 +373,9 @@ class Worker:
             room = max(1, self.policy.room(len(self._pending))) if self._pending else 1
             if limit is not None:
                 room = max(1, min(room, limit - len(self._pending)))
-            msgs = self._consumer.consume(num_messages=room, timeout=self.policy.poll_timeout(len(self._pending), opened_at, now))
+            draining = adaptive and bool(self._pending)
+            timeout = 0.0 if draining else self.policy.poll_timeout(len(self._pending), opened_at, now)
+            msgs = self._consumer.consume(num_messages=room, timeout=timeout)
             self._last_poll = time.monotonic()
             if self._rewind_needed:
                 continue  # an abort settled inside this consume(): these may predate the rewind
@@ -389,6 +397,8 @@ class Worker:
                 opened_at = self._last_poll
             if not msgs and not self._pending:
                 break  # idle: let the loop do its housekeeping
+            if draining and len(msgs) < room:
+                break  # adaptive: everything fetched so far is in; it goes now
         batch, self._pending = self._pending, []
         return batch
 
