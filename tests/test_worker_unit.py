@@ -397,7 +397,8 @@ class QueueConsumer(FakeConsumer):
 
 @pytest.mark.parametrize("queued", [1, 5])
 def test_adaptive_batches_take_what_was_fetched_and_go_without_waiting(queued: int) -> None:
-    w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), WorkerSettings(source_topic="src", durable_dedupe=False))
+    w = Worker(ClientConfig("localhost:1"), KeywordClassifier(),
+               WorkerSettings(source_topic="src", durable_dedupe=False, adaptive_batches=True))
     w._consumer = QueueConsumer(queued)
     batch = w._collect()
     assert [r.offset for r in batch] == list(range(queued))
@@ -406,8 +407,8 @@ def test_adaptive_batches_take_what_was_fetched_and_go_without_waiting(queued: i
 
 
 def test_fixed_batch_wait_and_the_serial_loop_still_wait_for_the_batch_to_fill() -> None:
-    for settings in (WorkerSettings(source_topic="src", durable_dedupe=False, adaptive_batches=False),
-                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False)):
+    for settings in (WorkerSettings(source_topic="src", durable_dedupe=False),
+                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False, adaptive_batches=True)):
         w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), settings)
         w._consumer = QueueConsumer(3)
         assert len(w._collect()) == 3

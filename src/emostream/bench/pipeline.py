@@ -146,7 +146,7 @@ class PipelineBenchOptions:
     count: int = 50_000  # transcripts in the throughput backlog
     naive_count: int | None = None  # transcripts for the one-at-a-time baseline; None: min(300, count)
     batch_max: int = 64  # the worker's micro-batch size
-    batch_wait_ms: float | None = None  # a fixed batch wait for the worker (--fixed-batch-wait); None: adaptive batches
+    batch_wait_ms: float | None = None  # the worker's --batch-wait-ms; None: its default
     model: str | None = None  # model spec; None: the shipped model
     bootstrap: str | None = None  # None: a 1-broker Kafka of its own in a temporary folder
     security_profile: str | None = None
@@ -443,7 +443,7 @@ def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, b
     if not pipeline:
         cmd.append("--no-pipeline")
     if batch_wait_ms is not None:
-        cmd += ["--fixed-batch-wait", "--batch-wait-ms", str(batch_wait_ms)]
+        cmd += ["--batch-wait-ms", str(batch_wait_ms)]
     if static:
         cmd.append("--static-membership")
     taskset = shutil.which("taskset") if cpu is not None else None

@@ -48,8 +48,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pipeline.add_argument("--recovery-seconds", type=float, default=30.0,
                           help="steady 50/s load around the SIGKILL + restart of the recovery phase (0: skip; default 30)")
     pipeline.add_argument("--batch-wait-ms", type=float, default=None,
-                          help="run the worker with this fixed batch wait (--fixed-batch-wait --batch-wait-ms; "
-                               "default: the worker's adaptive batches)")
+                          help="the worker's --batch-wait-ms (default: the worker's default)")
     pipeline.add_argument("--no-pipeline", action="store_true",
                           help="run the worker with --no-pipeline (each batch commits before the next is polled)")
     pipeline.set_defaults(func=_run_pipeline)

@@ -20,11 +20,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--model", default=None, help="model name or folder, hf:PATH, or python:MODULE:FACTORY (default: the shipped model)")
     w.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: automatic)")
     w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
-    w.add_argument("--batch-wait-ms", type=float, default=20.0,
-                   help="with --fixed-batch-wait or --no-pipeline: how long a batch waits to fill after its first record (default 20)")
-    w.add_argument("--fixed-batch-wait", action="store_true",
-                   help="wait --batch-wait-ms for each batch to fill (default with pipelining: a batch takes every record "
-                        "already fetched and goes at once; under load batches grow with the commit time)")
+    w.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a batch waits to fill after its first record (default 20)")
+    w.add_argument("--adaptive-batches", action="store_true",
+                   help="experimental, with pipelining: a batch takes every record already fetched and goes at once instead "
+                        "of waiting --batch-wait-ms (faster at 10/s, slower at 50/s on our 2-core VM; see docs/events.md)")
     w.add_argument("--txn-max-records", type=int, default=1024,
                    help="records per transaction at most; a backlog is committed in transactions this big (default 1024)")
     w.add_argument("--max-latency-ms", type=float, default=None,
@@ -116,7 +115,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         stall_after_s=args.stall_after_s,
         max_latency_ms=args.max_latency_ms,
         pipeline=not args.no_pipeline,
-        adaptive_batches=not args.fixed_batch_wait,
+        adaptive_batches=args.adaptive_batches,
         static_membership=args.static_membership,
     )
     worker = Worker(client, load_model(args.model, args.threads), settings)
