@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from emostream.cluster import LocalCluster
-from emostream.cluster.brokers import cluster_ports_free
+from emostream.cluster.brokers import _pid_alive, cluster_ports_free
 from emostream.cluster.config import INTERNAL_OFFSET
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,16 +226,6 @@ class _SharedBoot(_Boot):
             self._thread.join()  # finish (or fail) the boot; stopping is the controller's job
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
     """Controller: hand every worker the folder of the run's one shared session cluster."""
@@ -305,6 +295,17 @@ def _kafka_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         yield boot
     finally:
         boot.close()
+
+
+@pytest.fixture(scope="module")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-broker cluster of the module's own, for tests that kill brokers: killing one of the
+    session cluster would disturb the tests other xdist workers run on it at the same time."""
+    cluster = start_cluster(tmp_path_factory.mktemp("kafka3-kill"), 3)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
 
 
 @pytest.fixture(scope="session")

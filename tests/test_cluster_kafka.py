@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer
 from emostream.topics import create_topic, plan_topic
-from tests.conftest import free_base_port, start_cluster
+from tests.conftest import free_base_port
 
 pytestmark = pytest.mark.kafka
 
@@ -83,36 +82,25 @@ def test_replication_above_live_brokers_is_a_clear_error(bootstrap: str, unique_
     assert unique_name not in Admin(ClientConfig(bootstrap)).topic_names()
 
 
-@pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A 3-broker cluster for the broker-kill test alone: killing a broker of the session cluster
-    would disturb the tests other xdist workers run on it at the same time."""
-    cluster = start_cluster(tmp_path_factory.mktemp("kafka3-kill"), 3)
-    try:
-        yield cluster
-    finally:
-        cluster.down()
-
-
-def test_killed_broker_does_not_stop_acks_all_writes_and_rejoins(own_cluster: LocalCluster, unique_name: str) -> None:
-    bootstrap = own_cluster.bootstrap
+def test_killed_broker_does_not_stop_acks_all_writes_and_rejoins(private_cluster: LocalCluster, unique_name: str) -> None:
+    bootstrap = private_cluster.bootstrap
     admin = Admin(ClientConfig(bootstrap))
     create_topic(admin, plan_topic(unique_name, 3, partitions=3, replication=3))
     _produce(bootstrap, unique_name, [(b"k", b"before")])
     victim = 1
-    assert own_cluster.stop_node(victim, sig=signal.SIGKILL)
+    assert private_cluster.stop_node(victim, sig=signal.SIGKILL)
     try:
         # RF=3, min.insync=2: one broker down, acks=all writes still succeed and reads still work.
         written = _produce(bootstrap, unique_name, [(f"k{i}".encode(), b"during") for i in range(200)])
         got = _consume_all(bootstrap, unique_name, written + 1)
         assert len(got) == written + 1
     finally:
-        own_cluster.start_node(victim)
+        private_cluster.start_node(victim)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and admin.live_brokers() < 3:
         time.sleep(0.5)
     assert admin.live_brokers() == 3
-    status = own_cluster.status()
+    status = private_cluster.status()
     assert all(b.alive for b in status.brokers)
 
 

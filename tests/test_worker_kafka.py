@@ -9,7 +9,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from emostream.cluster import LocalCluster
 from emostream.cluster.fetch import classpath
 from emostream.config import cache_dir
 from emostream.events import Transcript
-from tests.conftest import start_cluster
 from tests.worker_helpers import (
     check_device_order,
     check_exactly_once,
@@ -83,19 +81,8 @@ def test_exactly_once_through_worker_kills(bootstrap: str, unique_name: str, tmp
         workers.cleanup()
 
 
-@pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A 3-broker cluster for the broker-kill test alone: killing a broker of the session cluster
-    would disturb the tests other xdist workers run on it at the same time."""
-    cluster = start_cluster(tmp_path_factory.mktemp("kafka3-kill"), 3)
-    try:
-        yield cluster
-    finally:
-        cluster.down()
-
-
-def test_exactly_once_through_a_broker_kill(own_cluster: LocalCluster, unique_name: str, tmp_path: Path) -> None:
-    bootstrap = own_cluster.bootstrap
+def test_exactly_once_through_a_broker_kill(private_cluster: LocalCluster, unique_name: str, tmp_path: Path) -> None:
+    bootstrap = private_cluster.bootstrap
     src, out, _ = make_topics(bootstrap, unique_name)
     workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
     th, sent = _paced_producer(bootstrap, src, seconds=30)
@@ -103,7 +90,7 @@ def test_exactly_once_through_a_broker_kill(own_cluster: LocalCluster, unique_na
     try:
         p = workers.start("w1")
         time.sleep(10)
-        assert own_cluster.stop_node(victim, signal.SIGKILL)
+        assert private_cluster.stop_node(victim, signal.SIGKILL)
         time.sleep(8)
         p.send_signal(signal.SIGKILL)  # and the worker too, while the broker is down
         p.wait(10)
