@@ -65,3 +65,29 @@ def test_kafka_commands_keep_kafka_options(argv, capsys):
 def test_offline_commands_refuse_kafka_options(capsys):
     code, _, err = _exit(["classify", "hi", "--bootstrap", "localhost:9092"], capsys)
     assert code == 2 and "unrecognized arguments: --bootstrap" in err
+
+
+def test_model_train_number_options_take_finite_numbers_in_range_or_refuse():
+    # --distill-weight / --xed-weight are parsed from the command line: any string either gives a
+    # finite number in range or an argparse error (exit 2), never an exception or NaN.
+    import argparse
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from emostream.cli.model import _nonnegative, _unit
+
+    @settings(max_examples=200, deadline=None)
+    @given(text=st.one_of(st.text(max_size=12), st.floats(allow_nan=True, allow_infinity=True).map(str)))
+    def check(text):
+        for parse, ok in ((_unit, lambda v: 0.0 <= v <= 1.0), (_nonnegative, lambda v: v >= 0.0)):
+            try:
+                value = parse(text)
+            except argparse.ArgumentTypeError:
+                continue
+            assert isinstance(value, float) and value == value and ok(value) and value != float("inf")
+
+    check()
+    for bad in ("nan", "inf", "-0.1", "1.5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _unit(bad)

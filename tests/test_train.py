@@ -310,3 +310,34 @@ def test_train_cli_rejects_distillation_options_without_their_inputs(tmp_path, c
     assert "--xed-weight needs --xed" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["model", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--distill-weight", "1.5"])
+
+
+def test_a_crafted_delta_file_cannot_write_outside_its_checkpoint(tmp_path_factory):
+    # A delta file is outside input (carried back from another machine): whatever metadata keys it
+    # carries, unpacking writes only config/labels/training.json into the checkpoint folder.
+    pytest.importorskip("onnx", reason="onnx not installed (extra: train)")
+    import torch
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from safetensors.torch import save_file
+
+    from emostream.model.train import DELTA_FILES, checkpoint_from_delta
+
+    base = make_tiny_bert(tmp_path_factory.mktemp("base"))
+    keys = st.one_of(st.sampled_from(["../escape.json", "/tmp/abs.json", "sub/x.json", "model.safetensors", ".."]),
+                     st.text(min_size=1, max_size=12))
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(extra=st.dictionaries(keys, st.text(max_size=20), max_size=4))
+    def check(extra):
+        root = tmp_path_factory.mktemp("unpack")
+        meta = {**extra, "config.json": (base / "config.json").read_text(), "labels.json": "{}"}
+        save_file({"classifier.bias": torch.zeros(7)}, str(root / "d.safetensors"), metadata=meta)
+        out = checkpoint_from_delta(root / "d.safetensors", base, root / "ckpt")
+        written = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        allowed = {"d.safetensors", "ckpt/model.safetensors"} | {f"ckpt/{n}" for n in DELTA_FILES if n in meta}
+        copied = {f"ckpt/{p.name}" for p in base.iterdir() if p.name != "model.safetensors" and p.name not in DELTA_FILES}
+        assert written <= allowed | copied and out == root / "ckpt"
+        assert not (root.parent / "escape.json").exists()
+
+    check()

@@ -402,6 +402,9 @@ def teacher_scores(cfg: TrainConfig, base: Path, train_enc, spoken_enc, dev_enc,
 
 
 FROZEN_IN_DELTA = ("bert.embeddings.word_embeddings.weight",)
+# The only metadata a delta file carries; unpacking writes these files and nothing else, so a
+# crafted file cannot name a path of its own (``../x``) for its metadata.
+DELTA_FILES = ("config.json", "labels.json", "training.json")
 
 
 def write_delta(checkpoint: Path, path: Path) -> dict:
@@ -413,8 +416,7 @@ def write_delta(checkpoint: Path, path: Path) -> dict:
     checkpoint = Path(checkpoint)
     state = load_file(str(checkpoint / "model.safetensors"))
     delta = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous() for k, v in state.items() if k not in FROZEN_IN_DELTA}
-    meta = {name: (checkpoint / name).read_text(encoding="utf-8") for name in ("config.json", "labels.json", "training.json")
-            if (checkpoint / name).is_file()}
+    meta = {name: (checkpoint / name).read_text(encoding="utf-8") for name in DELTA_FILES if (checkpoint / name).is_file()}
     save_file(delta, str(path), metadata=meta)
     return {"tensors": len(delta), "bytes": Path(path).stat().st_size}
 
@@ -441,8 +443,9 @@ def checkpoint_from_delta(delta: Path, base: Path, out: Path) -> Path:
             raise UsageError(f"--base {base}: no {key} to fill in")
         state[key] = src.to(torch.float16).to(torch.float32)
     save_file(state, str(out / "model.safetensors"))
-    for name, text in meta.items():
-        (out / name).write_text(text, encoding="utf-8")
+    for name in DELTA_FILES:
+        if name in meta:
+            (out / name).write_text(meta[name], encoding="utf-8")
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         if (Path(base) / name).is_file():
             shutil.copyfile(Path(base) / name, out / name)
