@@ -57,6 +57,8 @@ def test_options_and_rates_refuse_nonsense():
         parse_rates("10,fast")
     with pytest.raises(UsageError, match="--rate-seconds"):
         PipelineBenchOptions(rate_seconds=0)
+    with pytest.raises(UsageError, match="--model-seconds"):
+        PipelineBenchOptions(model_seconds=-1)
     with pytest.raises(UsageError):
         PipelineBenchOptions(recovery_seconds=-1)
     assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
@@ -68,7 +70,7 @@ def test_options_and_rates_refuse_nonsense():
 @pytest.mark.slow
 def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
-                                rate_seconds=3.0, idle_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2, recovery_seconds=8.0)
+                                rate_seconds=3.0, idle_seconds=1.0, model_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2, recovery_seconds=8.0)
     before = os.sched_getaffinity(0)
     result = run_pipeline_bench(opts)
     assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back

@@ -16,7 +16,7 @@ from emostream.events import SourceRef
 from emostream.signing import DeviceKeys, DeviceSigner, KeyRecord, generate_key
 from emostream.worker.checkpoint import Checkpoint
 from emostream.worker.dedupe import RecentIds
-from emostream.worker.process import Record, process_batch
+from emostream.worker.process import Record, length_chunks, process_batch
 from tests.worker_helpers import KeywordClassifier
 
 json_leaf = st.one_of(
@@ -183,3 +183,28 @@ def test_checkpoint_blames_the_source_of_a_refused_output() -> None:
     else:
         raise AssertionError("a refused output must abort the transaction")
     assert list(cp.refused) == [src]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=80), st.integers(min_value=-3, max_value=70))
+def test_length_chunks_cover_every_text_once_in_calls_of_similar_length(texts: list[str], size: int) -> None:
+    chunks = length_chunks(texts, size)
+    flat = [i for chunk in chunks for i in chunk]
+    assert sorted(flat) == list(range(len(texts)))  # each text in exactly one model call
+    assert all(0 < len(chunk) <= max(1, size) for chunk in chunks)
+    assert [len(texts[i]) for i in flat] == sorted(len(t) for t in texts)  # shortest first, no call mixes far lengths
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text("abdhmoprsty ", min_size=1, max_size=60), min_size=1, max_size=40),
+       st.integers(min_value=1, max_value=8))
+def test_length_sorted_model_calls_keep_each_event_on_its_own_record(texts: list[str], model_batch: int) -> None:
+    records = [Record("src", 0, i, b"pi-1", text.encode("utf-8")) for i, text in enumerate(texts)]
+    model = KeywordClassifier()
+    res = process_batch(records, model, target_topic="o", dlq_topic="d", model_batch=model_batch)
+    by_offset = {json.loads(e.value)["source"]["offset"]: json.loads(e.value) for e in res.events}
+    assert [e.source.offset for e in res.events] == sorted(by_offset)  # outputs in source order
+    for offset, event in by_offset.items():
+        assert event["text"] in (texts[offset], texts[offset].strip())
+        assert event["label"] == model.classify([event["text"]])[0].label  # its own text's label, not a neighbour's
+    assert len(res.events) + len(res.dead_letters) == len(texts)

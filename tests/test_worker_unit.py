@@ -413,3 +413,14 @@ def test_fixed_batch_wait_and_the_serial_loop_still_wait_for_the_batch_to_fill()
         w._consumer = QueueConsumer(3)
         assert len(w._collect()) == 3
         assert any(0 < t <= settings.batch_wait_ms / 1000.0 for _, t in w._consumer.calls[1:])
+
+
+def test_model_calls_are_length_sorted_but_events_keep_source_order_and_their_own_labels() -> None:
+    texts = ["a long and very happy sentence about the weather today", "sad", "so angry", "fine, happy", "x"]
+    model = KeywordClassifier()
+    res = process_batch([_rec(i, _t(str(i), text)) for i, text in enumerate(texts)], model, target_topic="o", dlq_topic="d",
+                        model_batch=2)
+    assert model.calls == 3
+    events = [json.loads(e.value) for e in res.events]
+    assert [e["utterance_id"] for e in events] == ["0", "1", "2", "3", "4"]
+    assert [e["label"] for e in events] == ["joy", "sadness", "anger", "joy", "neutral"]

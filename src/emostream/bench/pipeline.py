@@ -52,6 +52,8 @@ from emostream.kafka.consumer import committed_consumer, poll_batch
 from emostream.kafka.producer import idempotent_producer, produce
 from emostream.topics import create_topic, plan_dedupe, plan_topic
 from emostream.worker.model import load_model
+from emostream.worker.process import length_chunks
+from emostream.worker.runner import WorkerSettings
 
 DEVICES = 500
 DEFAULT_RATES = (10.0, 50.0, 150.0)
@@ -158,6 +160,7 @@ class PipelineBenchOptions:
     baseline: str | None = None  # "quix": also drain the backlog with a Quix Streams app
     pipeline: bool = True  # the worker's default; False runs it with --no-pipeline (for comparison)
     recovery_seconds: float = 30.0  # the steady load around the SIGKILL (0: skip the recovery phase)
+    model_seconds: float = 8.0  # how long the model alone is timed (twice: at the start and the end)
 
     def __post_init__(self) -> None:
         for name in ("count", "naive_count", "batch_max"):
@@ -166,7 +169,7 @@ class PipelineBenchOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.recovery_seconds < 0:
             raise UsageError(f"--recovery-seconds must not be negative, got {self.recovery_seconds}")
-        for name in ("rate_seconds", "idle_seconds"):
+        for name in ("rate_seconds", "idle_seconds", "model_seconds"):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.baseline is not None and self.baseline not in BASELINES:
@@ -388,14 +391,20 @@ def _offer(client: ClientConfig, src: str, reader: _Reader, texts: list[str], ra
 
 # --- the phases ----------------------------------------------------------------------------------------
 
-def _model_throughput(model_spec: str | None, texts: list[str], batch: int) -> tuple[float, str]:
+def _model_throughput(model_spec: str | None, texts: list[str], batch: int, seconds: float = 8.0) -> tuple[float, str]:
+    """The model alone, called as the worker calls it on a backlog: transactions of
+    ``txn_max_records`` texts, each classified in length-sorted calls of ``batch``."""
     clf = load_model(model_spec)
     clf.classify(texts[:batch])  # warm-up
+    block = WorkerSettings().txn_max_records
     done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 8.0 and done < len(texts):
-        chunk = texts[done : done + batch]
-        clf.classify(chunk)
-        done += len(chunk)
+    while time.perf_counter() - start < seconds and done < len(texts):
+        txn = texts[done : done + block]
+        for chunk in length_chunks(txn, batch):
+            clf.classify([txn[i] for i in chunk])
+            done += len(chunk)
+            if time.perf_counter() - start >= seconds:
+                break
     return done / (time.perf_counter() - start), clf.name
 
 
@@ -661,7 +670,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         run = f"bench-{int(time.time())}-{os.getpid()}"
 
         _say(f"model alone at batch {batch}")
-        model_tp, model_name = _model_throughput(model_spec, texts, batch)  # again at the end: the better of the two
+        model_tp, model_name = _model_throughput(model_spec, texts, batch, options.model_seconds)  # again at the end: the better of the two
 
         _say(f"throughput: {count} transcripts as a backlog")
         src, out, _dlq = _topics(admin, f"{run}-tp")
@@ -703,7 +712,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         naive_tp = _naive(client, model_spec, src3, out3, naive_n, timeout_s=600)
         # The first measurement can overlap the broker's start-up (JIT, log recovery); the ceiling
         # is the better of the two, so ratio_to_model is never flattered by a slow measurement.
-        model_tp = max(model_tp, _model_throughput(model_spec, texts, batch)[0])
+        model_tp = max(model_tp, _model_throughput(model_spec, texts, batch, options.model_seconds)[0])
         quix_tp = quix_pause = None
         if options.baseline == "quix":
             _say(f"Quix Streams baseline: the same {count} transcripts as a backlog")

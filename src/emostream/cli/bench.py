@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                           help="also drain the backlog with Quix Streams (own venv under ~/.cache/emostream, from PyPI)")
     pipeline.add_argument("--recovery-seconds", type=float, default=30.0,
                           help="steady 50/s load around the SIGKILL + restart of the recovery phase (0: skip; default 30)")
+    pipeline.add_argument("--model-seconds", type=float, default=8.0,
+                          help="seconds the model alone is timed, at the start and at the end (default 8)")
     pipeline.add_argument("--batch-wait-ms", type=float, default=None,
                           help="the worker's --batch-wait-ms (default: the worker's default)")
     pipeline.add_argument("--no-pipeline", action="store_true",
@@ -100,6 +102,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
                                 rates=parse_rates(args.rates), half_capacity=not args.no_half_capacity,
                                 rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin,
                                 baseline=args.baseline, pipeline=not args.no_pipeline,
-                                recovery_seconds=args.recovery_seconds, batch_wait_ms=args.batch_wait_ms)
+                                recovery_seconds=args.recovery_seconds, batch_wait_ms=args.batch_wait_ms,
+                                model_seconds=args.model_seconds)
     _print(run_pipeline_bench(opts), args.json)
     return 0

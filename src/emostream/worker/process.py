@@ -1,5 +1,5 @@
 """The process step, free of I/O: decode a batch → classify the valid ones (one model call per
-``model_batch`` texts) → EmotionEvents and dead letters. The caller produces the results inside
+``model_batch`` texts, length-sorted) → EmotionEvents and dead letters. The caller produces the results inside
 its transaction."""
 
 from __future__ import annotations
@@ -153,6 +153,19 @@ def classify_with_fallback(classifier: Classifier, texts: list[str]) -> tuple[li
         return out, time.perf_counter() - start
 
 
+def length_chunks(texts: Sequence[str], size: int) -> list[list[int]]:
+    """Indexes of ``texts`` in model calls of at most ``size``, shortest texts first.
+
+    A model call pads every text to its longest one, so calls of similar lengths waste little: on a
+    transaction of 1,024 spoken-length utterances, length-sorted calls of 64 ran ~25 % faster than
+    calls in arrival order (docs/events.md). Outputs keep arrival order; the model's scores do not
+    depend on a text's batch mates (the shipped model is batch-invariant), only the cost does.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    size = max(1, size)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 def process_batch(
     records: Sequence[Record],
     classifier: Classifier,
@@ -203,12 +216,13 @@ def process_batch(
     if not valid:
         return result
     texts = [t.text for _, t, _ in valid]
-    preds: list[Prediction | Exception] = []
-    for i in range(0, len(texts), model_batch):
-        chunk, seconds = classify_with_fallback(classifier, texts[i : i + model_batch])
-        preds.extend(chunk)
+    by_index: dict[int, Prediction | Exception] = {}
+    for chunk in length_chunks(texts, model_batch):
+        chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk])
+        by_index.update(zip(chunk, chunk_preds))
         result.model_s += seconds
         result.model_calls += 1
+    preds = [by_index[i] for i in range(len(texts))]
     now = clock()
     classified_at = format_ts(now)
     for (rec, t, digest), pred in zip(valid, preds):
