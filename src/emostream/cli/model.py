@@ -134,7 +134,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     qz.add_argument("--out", required=True, metavar="FOLDER", help="model folder to write")
     qz.add_argument("--data", required=True, metavar="PATH", help="GoEmotions folder (train.tsv: calibration text)")
     qz.add_argument("--xed", default=None, metavar="PATH", help="XED folder (its train split: calibration text)")
-    qz.add_argument("--per-source", type=_positive, default=512, help="calibration texts from each source (default 512)")
+    qz.add_argument("--per-source", type=_positive, default=None,
+                    help="calibration texts from each source (default 4096, or all of a smaller source)")
     qz.add_argument("--seed", type=int, default=13, help="sampling seed for the calibration texts (default 13)")
     qz.add_argument("--tune-thresholds", action="store_true",
                     help="re-tune the per-class thresholds on the new model's GoEmotions dev scores (default: keep the source's)")
@@ -207,10 +208,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from emostream.model.export import build_static_folder
+    from emostream.model.export import STATIC_CALIBRATION_PER_SOURCE, build_static_folder
 
     result = build_static_folder(Path(args.source), Path(args.out), Path(args.data), Path(args.xed) if args.xed else None,
-                                 per_source=args.per_source, seed=args.seed, tune_on_dev=args.tune_thresholds,
+                                 per_source=args.per_source or STATIC_CALIBRATION_PER_SOURCE, seed=args.seed,
+                                 tune_on_dev=args.tune_thresholds,
                                  log=lambda m: print(f"[quantize] {m}", file=sys.stderr, flush=True))
     print(json.dumps({"out": args.out, **result}))
     return 0
