@@ -7,7 +7,7 @@
 # Every run stops at its time budget with the best dev epoch so far. Results in $OUT: one delta file per
 # student/baseline (`emostream model delta pack`: trained tensors as fp16, no frozen word embeddings)
 # and results.tar.gz (logs, each run's training.json, status). Local follow-up, documented in the card:
-#   emostream model delta unpack → model export --xed → model quantize → model card.
+#   emostream model delta unpack → model export --no-quantize → model quantize --tune-thresholds → model card.
 # Env: DATA (folder with base/ = all-MiniLM-L6-v2 as fp16, goemotions/, xed/; default .devdata),
 #      OUT, WORK, DEVICE (cuda), LIMIT (rows, for a dry run on the CPU), BUDGET1/BUDGET2 (seconds),
 #      PLAN (first | refine: the second sitting, below).
