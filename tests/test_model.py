@@ -12,7 +12,7 @@ from emostream.cli import main
 from emostream.errors import ModelError
 from emostream.model import DEFAULT_MODEL, Classifier, load_classifier, models_dirs, resolve_model
 from emostream.model.labels import CLASSES
-from emostream.model.onnx_backend import OnnxClassifier
+from emostream.model.onnx_backend import OnnxClassifier, default_threads
 from emostream.model.samples import UTTERANCES
 
 from tests.conftest import REPO
@@ -203,3 +203,35 @@ def test_a_bad_small_run_tokens_variable_is_a_clear_error(monkeypatch, value):
         load_classifier(None, threads=2)
     monkeypatch.setenv("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", " 64 ")
     assert load_classifier(None, threads=2).small_run_tokens == 64
+
+
+def test_model_threads_follow_the_cpus_this_process_may_use(monkeypatch):
+    monkeypatch.delenv("EMOSTREAM_MODEL_THREADS", raising=False)
+    assert default_threads(allowed={1}, cpus=2) == 1  # taskset -c 1: one thread, not ORT's one per core
+    assert default_threads(allowed={0, 2, 5}, cpus=8) == 3
+    assert default_threads(allowed={0, 1}, cpus=2) is None  # every CPU: ORT decides
+    monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", "4")
+    assert default_threads(allowed={1}, cpus=2) == 4  # the variable wins
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5"])
+def test_a_bad_model_threads_variable_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", value)
+    with pytest.raises(ModelError, match="EMOSTREAM_MODEL_THREADS"):
+        load_classifier(None)
+
+
+def test_a_process_pinned_to_one_cpu_runs_the_model_on_one_thread(monkeypatch):
+    import os
+
+    monkeypatch.delenv("EMOSTREAM_MODEL_THREADS", raising=False)
+    before = os.sched_getaffinity(0)
+    if len(before) < 2:
+        pytest.skip("needs two CPUs")
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        clf = load_classifier(None)
+        assert clf.session.get_session_options().intra_op_num_threads == 1
+        assert len(clf.classify(["hello there"])) == 1
+    finally:
+        os.sched_setaffinity(0, before)

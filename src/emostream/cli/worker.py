@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
     w.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a batch waits to fill after its first record (default 20)")
     w.add_argument("--adaptive-batches", action="store_true",
-                   help="experimental, with pipelining: a batch takes every record already fetched and goes at once instead "
-                        "of waiting --batch-wait-ms (faster at 10/s, slower at 50/s on our 2-core VM; see docs/events.md)")
+                   help="with pipelining: a batch takes every record already fetched and goes at once instead of waiting "
+                        "--batch-wait-ms (lower latency, one transaction per record at low load: more CPU; see docs/events.md)")
     w.add_argument("--txn-max-records", type=int, default=1024,
                    help="records per transaction at most; a backlog is committed in transactions this big (default 1024)")
     w.add_argument("--max-latency-ms", type=float, default=None,
