@@ -12,7 +12,7 @@ from emostream.cli import main
 from emostream.errors import ModelError
 from emostream.model import DEFAULT_MODEL, Classifier, load_classifier, models_dirs, resolve_model
 from emostream.model.labels import CLASSES
-from emostream.model.onnx_backend import OnnxClassifier, default_threads
+from emostream.model.onnx_backend import OnnxClassifier, default_parallel_runs, default_threads
 from emostream.model.samples import UTTERANCES
 
 from tests.conftest import REPO
@@ -205,13 +205,26 @@ def test_a_bad_small_run_tokens_variable_is_a_clear_error(monkeypatch, value):
     assert load_classifier(None, threads=2).small_run_tokens == 64
 
 
-def test_model_threads_follow_the_cpus_this_process_may_use(monkeypatch):
+def test_model_runs_one_thread_each_and_as_many_at_once_as_cpus_it_may_use(monkeypatch):
     monkeypatch.delenv("EMOSTREAM_MODEL_THREADS", raising=False)
-    assert default_threads(allowed={1}, cpus=2) == 1  # taskset -c 1: one thread, not ORT's one per core
-    assert default_threads(allowed={0, 2, 5}, cpus=8) == 3
-    assert default_threads(allowed={0, 1}, cpus=2) is None  # every CPU: ORT decides
-    monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", "4")
-    assert default_threads(allowed={1}, cpus=2) == 4  # the variable wins
+    assert default_parallel_runs(allowed={1}) == 1  # taskset -c 1
+    assert default_parallel_runs(allowed={0, 2, 5}) == 3
+    assert default_threads() is None
+    clf = load_classifier(None)
+    assert clf.threads == 1 and clf.session.get_session_options().intra_op_num_threads == 1
+    assert clf.parallel_runs == len(__import__("os").sched_getaffinity(0)) and clf.batch_size == 8
+    monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", "2")
+    explicit = load_classifier(None)
+    assert explicit.threads == 2 and explicit.parallel_runs == 1  # the variable wins: ORT's own pool
+
+
+def test_parallel_runs_give_the_same_scores_in_the_same_order():
+    texts = list(UTTERANCES)[:40] + ["ok", "what a wonderful, wonderful day this has been for all of us here"] * 10
+    serial = OnnxClassifier(resolve_model(None)[1], threads=1, batch_size=4)
+    parallel = OnnxClassifier(resolve_model(None)[1], threads=1, batch_size=4, parallel_runs=3)
+    assert np.array_equal(serial.scores(texts), parallel.scores(texts))
+    assert parallel._runner is not None  # 15 runs went through the pool
+    assert [p.label for p in parallel.classify(texts[:1])] == [serial.classify(texts[:1])[0].label]
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5"])
