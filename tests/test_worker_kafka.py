@@ -29,7 +29,6 @@ from tests.worker_helpers import (
     produce_transcripts,
     STUB_SPEC,
     read_all,
-    start_worker,
     stop,
     Workers,
 )
