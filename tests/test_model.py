@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emostream.cli import main
 from emostream.errors import ModelError
 from emostream.model import DEFAULT_MODEL, Classifier, load_classifier, models_dirs, resolve_model
 from emostream.model.labels import CLASSES
-from emostream.model.onnx_backend import OnnxClassifier, default_parallel_runs, default_threads
+from emostream.model.onnx_backend import OnnxClassifier, default_parallel_runs, default_small_run_tokens, default_threads
 from emostream.model.samples import UTTERANCES
 
 from tests.conftest import REPO
@@ -212,7 +215,7 @@ def test_model_runs_one_thread_each_and_as_many_at_once_as_cpus_it_may_use(monke
     assert default_threads() is None
     clf = load_classifier(None)
     assert clf.threads == 1 and clf.session.get_session_options().intra_op_num_threads == 1
-    assert clf.parallel_runs == len(__import__("os").sched_getaffinity(0)) and clf.batch_size == 8
+    assert clf.parallel_runs == len(os.sched_getaffinity(0)) and clf.batch_size == 8
     monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", "2")
     explicit = load_classifier(None)
     assert explicit.threads == 2 and explicit.parallel_runs == 1  # the variable wins: ORT's own pool
@@ -235,8 +238,6 @@ def test_a_bad_model_threads_variable_is_a_clear_error(monkeypatch, value):
 
 
 def test_a_process_pinned_to_one_cpu_runs_the_model_on_one_thread(monkeypatch):
-    import os
-
     monkeypatch.delenv("EMOSTREAM_MODEL_THREADS", raising=False)
     before = os.sched_getaffinity(0)
     if len(before) < 2:
@@ -248,3 +249,34 @@ def test_a_process_pinned_to_one_cpu_runs_the_model_on_one_thread(monkeypatch):
         assert len(clf.classify(["hello there"])) == 1
     finally:
         os.sched_setaffinity(0, before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12))
+def test_model_env_numbers_are_whole_ascii_numbers_or_a_clear_error(value):
+    # Outside input: any text in EMOSTREAM_MODEL_THREADS / _SMALL_RUN_TOKENS either reads as the
+    # number it spells in ASCII digits or is refused with a ModelError naming the variable (never a
+    # bare ValueError, e.g. for "²", whose str.isdigit() is True).
+    mp = pytest.MonkeyPatch()
+    try:
+        for name, read, minimum in (("EMOSTREAM_MODEL_THREADS", default_threads, 1),
+                                    ("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", default_small_run_tokens, 0)):
+            if "\x00" in value:
+                continue  # the environment cannot hold NUL
+            mp.setenv(name, value)
+            text = value.strip()
+            if not text:
+                assert read() in (None, 0)
+            elif text.isascii() and text.isdigit() and int(text) >= minimum:
+                assert read() == int(text)
+            else:
+                with pytest.raises(ModelError, match=name):
+                    read()
+    finally:
+        mp.undo()
+
+
+def test_a_superscript_digit_is_refused_clearly(monkeypatch):
+    monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", "²")
+    with pytest.raises(ModelError, match="EMOSTREAM_MODEL_THREADS"):
+        default_threads()

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emostream.bench.pipeline import (
     PipelineBenchOptions,
@@ -94,3 +98,29 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     assert (result["recovery_static_lost"], result["recovery_static_duplicates"]) == (0, 0)
     assert result["recovery_pause_static_s"] > 0
     assert result["recovery_pause_s"] > 0 and result["quix_recovery_pause_s"] is None and result["pipeline"] is True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["rate_seconds", "idle_seconds", "model_seconds", "recovery_seconds"]),
+       st.floats(allow_nan=True, allow_infinity=True))
+def test_bench_seconds_options_are_finite_or_refused(name, value):
+    # A NaN passes every comparison and an infinite phase never ends: both are refused up front.
+    smallest_ok = 0.0 if name == "recovery_seconds" else math.nextafter(0.0, 1.0)
+    try:
+        opts = PipelineBenchOptions(**{name: value})
+    except UsageError as exc:
+        assert f"--{name.replace('_', '-')}" in str(exc)
+        assert not (smallest_ok <= value < math.inf)
+    else:
+        assert smallest_ok <= getattr(opts, name) < math.inf
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_any_rates_text_parses_to_positive_finite_rates_or_a_usage_error(text):
+    try:
+        opts = PipelineBenchOptions(rates=parse_rates(text))
+    except UsageError as exc:
+        assert "--rates" in str(exc)
+    else:
+        assert all(0 < r < math.inf for r in opts.rates)

@@ -28,6 +28,7 @@ killed and restarted the same way for its recovery pause.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -167,16 +168,17 @@ class PipelineBenchOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.recovery_seconds < 0:
-            raise UsageError(f"--recovery-seconds must not be negative, got {self.recovery_seconds}")
+        # NaN passes every comparison and inf never ends a phase: both are refused with the rest.
+        if not (0 <= self.recovery_seconds < math.inf):
+            raise UsageError(f"--recovery-seconds must not be negative (or infinite), got {self.recovery_seconds}")
         for name in ("rate_seconds", "idle_seconds", "model_seconds"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+            if not (0 < getattr(self, name) < math.inf):
+                raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(self, name)}")
         if self.baseline is not None and self.baseline not in BASELINES:
             raise UsageError(f"--baseline {self.baseline!r}: choose one of {', '.join(BASELINES)}")
         if self.baseline == "quix" and self.security_profile:
             raise UsageError("--baseline quix talks plaintext only; drop --security-profile or the baseline")
-        if any(r <= 0 for r in self.rates):
+        if not all(0 < r < math.inf for r in self.rates):
             raise UsageError(f"--rates must all be positive transcripts/s, got {','.join(map(str, self.rates))}")
 
     @property

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,21 @@ def predictions_from_scores(scores: np.ndarray, thresholds: Mapping[str, float] 
 # second, one-thread session: it saves the pool's wake-ups (0.4-0.9 ms of CPU per event at 10-50
 # utterances/s) but holds its own copy of the weights (+112 MB RSS). Off by default;
 # EMOSTREAM_MODEL_SMALL_RUN_TOKENS=128 turns it on where memory is cheap (docs/events.md).
+def _env_whole_number(name: str, minimum: int, example: str = "") -> int | None:
+    """The environment variable ``name`` as a whole number ≥ ``minimum`` (ASCII digits, spaces around
+    allowed), None when unset or blank; a clear ModelError for anything else. ``str.isdigit`` alone
+    would let "²" through to ``int()``, which then raises a bare ValueError."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9]+", value) or int(value) < minimum:
+        raise ModelError(f"{name} must be a whole number ≥ {minimum}{example}, got {value!r}")
+    return int(value)
+
+
 def default_small_run_tokens() -> int:
     """``EMOSTREAM_MODEL_SMALL_RUN_TOKENS`` (0 when unset); a clear ModelError for a bad value."""
-    value = os.environ.get("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", "0").strip() or "0"
-    if not value.isdigit():
-        raise ModelError(f"EMOSTREAM_MODEL_SMALL_RUN_TOKENS must be a whole number ≥ 0 (e.g. 128), got {value!r}")
-    return int(value)
+    return _env_whole_number("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", 0, " (e.g. 128)") or 0
 
 
 class OnnxClassifier:
@@ -225,12 +235,7 @@ def default_spinning() -> bool:
 
 def default_threads() -> int | None:
     """Intra-op threads from ``EMOSTREAM_MODEL_THREADS``; None when unset (see :func:`default_parallel_runs`)."""
-    value = os.environ.get("EMOSTREAM_MODEL_THREADS", "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ModelError(f"EMOSTREAM_MODEL_THREADS must be a whole number ≥ 1, got {value!r}")
-    return int(value)
+    return _env_whole_number("EMOSTREAM_MODEL_THREADS", 1)
 
 
 def default_parallel_runs(allowed: set[int] | None = None) -> int:
@@ -248,7 +253,3 @@ def default_parallel_runs(allowed: set[int] | None = None) -> int:
         except (AttributeError, OSError):  # not on Linux
             return max(1, os.cpu_count() or 1)
     return max(1, len(allowed))
-    cpus = cpus if cpus is not None else os.cpu_count()
-    if cpus and allowed and len(allowed) < cpus:
-        return len(allowed)
-    return None
