@@ -7,11 +7,12 @@ import threading
 
 import pytest
 
-from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal
+from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal, WorkerError
 from emostream.events import Transcript
 from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
 from emostream.kafka.configuration import ClientConfig
 from emostream.worker.checkpoint import Checkpoint, rewind
+from emostream.worker.batching import IDLE_POLL_S
 from emostream.worker.runner import Worker, WorkerSettings
 from emostream.worker.dedupe import RecentIds, utterance_digest
 from emostream.worker.process import Output, Record, process_batch
@@ -407,8 +408,9 @@ def test_adaptive_batches_take_what_was_fetched_and_go_without_waiting(queued: i
 
 
 def test_fixed_batch_wait_and_the_serial_loop_still_wait_for_the_batch_to_fill() -> None:
-    for settings in (WorkerSettings(source_topic="src", durable_dedupe=False),
-                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False, adaptive_batches=True)):
+    for settings in (WorkerSettings(source_topic="src", durable_dedupe=False, paced_batches=False),
+                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False, adaptive_batches=True,
+                                    paced_batches=False)):
         w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), settings)
         w._consumer = QueueConsumer(3)
         assert len(w._collect()) == 3
@@ -424,3 +426,62 @@ def test_model_calls_are_length_sorted_but_events_keep_source_order_and_their_ow
     events = [json.loads(e.value) for e in res.events]
     assert [e["utterance_id"] for e in events] == ["0", "1", "2", "3", "4"]
     assert [e["label"] for e in events] == ["joy", "sadness", "anger", "joy", "neutral"]
+
+
+class _InitRefusals:
+    """A transactional producer whose init_transactions raises the given errors, then succeeds."""
+
+    def __init__(self, errors: list[KafkaError]) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def init_transactions(self, timeout: float) -> None:
+        self.calls += 1
+        if self.errors:
+            raise KafkaException(self.errors.pop(0))
+
+
+def _worker_with(producers: list[_InitRefusals]) -> Worker:
+    w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), WorkerSettings(source_topic="src", durable_dedupe=False))
+    w._new_producer = lambda: producers.pop(0)  # type: ignore[method-assign]
+    w._producer = w._new_producer()
+    return w
+
+
+def test_a_coordinator_still_loading_is_waited_for_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI: a worker started right after its cluster exited 1 with 'Failed to initialize
+    Producer ID: Broker: Coordinator load in progress'. Retriable refusals are tried again; a
+    fatal one gets a new client; anything else still stops the worker at once."""
+    monkeypatch.setattr("emostream.worker.runner.INIT_RETRY_PAUSE_S", 0.0)
+    loading = KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS, "Coordinator load in progress", retriable=True)
+    first = _InitRefusals([loading, loading])
+    w = _worker_with([first])
+    w._init_transactions()
+    assert first.calls == 3
+    spent = _InitRefusals([KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE, "not available", fatal=True)])
+    fresh = _InitRefusals([])
+    w = _worker_with([spent, fresh])
+    w._init_transactions()
+    assert (spent.calls, fresh.calls) == (1, 1) and w._producer is fresh
+    denied = _InitRefusals([KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "denied")])
+    with pytest.raises(WorkerError, match="cannot initialise transactions at localhost:1: denied"):
+        _worker_with([denied])._init_transactions()
+    assert denied.calls == 1
+    lasting = _InitRefusals([loading] * 1000)
+    with pytest.raises(WorkerError, match="Coordinator load in progress"):
+        _worker_with([lasting])._init_transactions(retry_for_s=0.0)
+    assert lasting.calls == 1
+
+
+def test_paced_batches_take_what_is_fetched_and_wait_only_for_the_next_slot() -> None:
+    """The first batch goes as soon as what was fetched is in (nothing closed a wait ago); the
+    next, opened right after, waits for its slot (batch_wait_ms after the last one closed)."""
+    w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), WorkerSettings(source_topic="src", durable_dedupe=False))
+    w._consumer = QueueConsumer(3)
+    assert [r.offset for r in w._collect()] == [0, 1, 2]
+    assert w._consumer.calls == [(1, IDLE_POLL_S), (w.policy.max_records - 1, 0)]  # one waited for, the rest without waiting
+    w._consumer.queue = [_Msg(3)]
+    w._consumer.calls.clear()
+    assert [r.offset for r in w._collect()] == [3]
+    slot = w.settings.batch_wait_ms / 1000.0
+    assert any(0 < t <= slot for _, t in w._consumer.calls[1:]), w._consumer.calls

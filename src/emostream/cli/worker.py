@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP
@@ -20,7 +21,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--model", default=None, help="model name or folder, hf:PATH, or python:MODULE:FACTORY (default: the shipped model)")
     w.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: automatic)")
     w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
-    w.add_argument("--batch-wait-ms", type=float, default=20.0, help="how long a batch waits to fill after its first record (default 20)")
+    w.add_argument("--batch-wait-ms", type=float, default=30.0,
+                   help="the longest a batch waits to fill after its first record (default 30); it goes sooner once the "
+                        "next record is not expected within that time, at the rate records arrive")
+    w.add_argument("--fixed-batch-wait", action="store_true",
+                   help="always wait the whole --batch-wait-ms for more records (the behaviour before paced batches)")
     w.add_argument("--adaptive-batches", action="store_true",
                    help="with pipelining: a batch takes every record already fetched and goes at once instead of waiting "
                         "--batch-wait-ms (lower latency, one transaction per record at low load: more CPU; see docs/events.md)")
@@ -68,8 +73,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _check(args: argparse.Namespace) -> None:
     if args.batch_max < 1:
         raise UsageError(f"--batch-max must be at least 1, got {args.batch_max}")
-    if args.batch_wait_ms < 0:
-        raise UsageError(f"--batch-wait-ms must not be negative, got {args.batch_wait_ms}")
+    if not 0 <= args.batch_wait_ms < math.inf:
+        raise UsageError(f"--batch-wait-ms must be a finite number ≥ 0, got {args.batch_wait_ms}")
     if args.txn_max_records < 1:
         raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:
@@ -116,6 +121,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms,
         pipeline=not args.no_pipeline,
         adaptive_batches=args.adaptive_batches,
+        paced_batches=not args.fixed_batch_wait,
         static_membership=args.static_membership,
     )
     worker = Worker(client, load_model(args.model, args.threads), settings)

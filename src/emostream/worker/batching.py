@@ -1,10 +1,21 @@
-"""Micro-batching policy: a batch closes at ``max_records`` or ``max_wait_s`` after its first record.
+"""Micro-batching policy: a batch closes at ``max_records``, or when its wait is over.
+
+Paced (the worker's default): at most one batch closes per ``max_wait_s``. A record that arrives
+when the previous batch closed longer ago than that goes at once; one that arrives sooner waits
+for that slot, and whatever arrives meanwhile shares its transaction (~2 ms of CPU each). Fixed:
+a batch waits ``max_wait_s`` after its first record, however long ago the previous one closed.
+
+Why paced: the wait only pays when another record comes while a batch waits. With records evenly
+spaced at 50/s and 30 ms slots, the fixed 20 ms wait made most records wait ~20 ms for a 1.7-record
+transaction; the slots give waits of 0, 10 and 20 ms in turn (median 10 ms) for 1.5 records per
+transaction; at 10/s nothing waits; under load a transaction closes every 30 ms at most.
 
 Pure: the caller passes the clock in, so the policy is tested without Kafka or sleeping.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 IDLE_POLL_S = 0.5  # how long one poll waits while no batch is open (bounds shutdown and health latency)
@@ -12,28 +23,36 @@ IDLE_POLL_S = 0.5  # how long one poll waits while no batch is open (bounds shut
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """Up to ``max_records`` records, or whatever arrived ``max_wait_s`` after the first one."""
+    """Up to ``max_records`` records; paced, closed once ``max_wait_s`` has passed since the
+    previous batch closed (``last_closed``), else ``max_wait_s`` after the batch's first record."""
 
     max_records: int = 64
-    max_wait_s: float = 0.020
+    max_wait_s: float = 0.030
+    paced: bool = True
 
     def __post_init__(self) -> None:
         if self.max_records < 1:
             raise ValueError(f"batch size must be at least 1, got {self.max_records}")
-        if self.max_wait_s < 0:
-            raise ValueError(f"batch wait must not be negative, got {self.max_wait_s}")
+        if not 0 <= self.max_wait_s < math.inf:
+            raise ValueError(f"batch wait must be a finite number of seconds ≥ 0, got {self.max_wait_s}")
 
-    def is_closed(self, size: int, opened_at: float | None, now: float) -> bool:
+    def closes_at(self, opened_at: float, last_closed: float | None) -> float:
+        """When an open batch (first record at ``opened_at``) goes, unless it fills up first."""
+        if self.paced:
+            return opened_at if last_closed is None else max(opened_at, min(last_closed, opened_at) + self.max_wait_s)
+        return opened_at + self.max_wait_s
+
+    def is_closed(self, size: int, opened_at: float | None, now: float, last_closed: float | None = None) -> bool:
         """True when a batch of ``size`` records opened at ``opened_at`` must be processed now."""
         if size >= self.max_records:
             return True
-        return opened_at is not None and size > 0 and now - opened_at >= self.max_wait_s
+        return opened_at is not None and size > 0 and now >= self.closes_at(opened_at, last_closed)
 
-    def poll_timeout(self, size: int, opened_at: float | None, now: float) -> float:
+    def poll_timeout(self, size: int, opened_at: float | None, now: float, last_closed: float | None = None) -> float:
         """How long the next poll may block: the idle poll while empty, else what is left of the wait."""
         if size == 0 or opened_at is None:
             return IDLE_POLL_S
-        return max(0.0, self.max_wait_s - (now - opened_at))
+        return max(0.0, self.closes_at(opened_at, last_closed) - now)
 
     def room(self, size: int) -> int:
         """How many more records the open batch takes."""

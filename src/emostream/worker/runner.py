@@ -33,7 +33,7 @@ from emostream.events import DEFAULT_MAX_TEXT_BYTES, SourceRef
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer, committed_lag
-from emostream.kafka.errors import describe
+from emostream.kafka.errors import describe, error_name, is_fatal, is_retriable
 from emostream.kafka.producer import transactional_producer
 from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
 from emostream.metrics import PipelineMetrics
@@ -47,6 +47,11 @@ from emostream.worker.process import BatchResult, Record, process_batch
 log = logging.getLogger("emostream.worker")
 
 LAG_INTERVAL_S = 5.0
+# init_transactions refused with a retriable error (a coordinator still loading, or moving) is tried
+# again for this long: a worker started with a cluster that has just come up must not exit 1.
+INIT_RETRY_S = 60.0
+INIT_RETRY_PAUSE_S = 1.0
+COORDINATOR_NOT_READY = frozenset({"COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"})
 HEALTH_STALE_S = 30.0
 # A partition with records waiting whose committed offset has not moved for this long is stalled:
 # /healthz turns 503 and emostream_stalled_partitions counts it.
@@ -72,7 +77,10 @@ class WorkerSettings:
     dlq_topic: str | None = None
     group: str = WORKER_GROUP
     batch_max: int = 64
-    batch_wait_ms: float = 20.0
+    # The longest a batch waits for more after its first record. Paced (default), it closes as soon
+    # as the next record is not expected within that wait (see worker/batching.py).
+    batch_wait_ms: float = 30.0
+    paced_batches: bool = True
     txn_max_records: int = 1024
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     instance_id: str | None = None
@@ -164,7 +172,9 @@ class Worker:
         # one transaction takes what is waiting, up to txn_max_records, and the model sees it in
         # micro-batches of batch_max. At low load a transaction is one small batch (low latency);
         # under load it grows by itself and the commit cost is shared by many records.
-        self.policy = BatchPolicy(max(self.settings.txn_max_records, self.settings.batch_max), self.settings.batch_wait_ms / 1000.0)
+        self.policy = BatchPolicy(max(self.settings.txn_max_records, self.settings.batch_max), self.settings.batch_wait_ms / 1000.0,
+                                  paced=self.settings.paced_batches and not (self.settings.pipeline and self.settings.adaptive_batches))
+        self._last_closed: float | None = None  # when the last non-empty batch closed (paced batches)
         self._recent = RecentIds(self.settings.dedupe_capacity)
         self._committed: dict[tuple[str, int], int] = {}
         self._registry: Any = None
@@ -226,13 +236,8 @@ class Worker:
 
             self._registry = DeviceRegistry(self.client)
             self._registry.load()
-        self._producer = transactional_producer(
-            self.client, s.transactional_id(), **{"transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000)}
-        )
-        try:
-            self._producer.init_transactions(TXN_TIMEOUT_S)
-        except KafkaException as exc:
-            raise WorkerError(f"cannot initialise transactions at {self.client.bootstrap}: {describe(exc)}") from exc
+        self._producer = self._new_producer()
+        self._init_transactions()
         self._consumer = committed_consumer(
             self.client,
             s.group,
@@ -252,6 +257,30 @@ class Worker:
             s.transactional_id(), self.classifier.name, s.batch_max, s.batch_wait_ms, s.assignment_strategy,
             "pipelined" if s.pipeline else "serial",
         )
+
+    def _new_producer(self) -> Any:
+        return transactional_producer(
+            self.client, self.settings.transactional_id(), **{"transaction.timeout.ms": int(TXN_TIMEOUT_S * 1000)}
+        )
+
+    def _init_transactions(self, retry_for_s: float = INIT_RETRY_S) -> None:
+        """Fence older producers with our transactional id. A retriable refusal (the transaction
+        coordinator still loading its log on a cluster that has just started: ``COORDINATOR_LOAD_IN_PROGRESS``,
+        or a coordinator moving) is tried again, once a second, for ``retry_for_s``; anything
+        else, or a refusal that lasts, stops the worker with what the broker said."""
+        deadline = time.monotonic() + retry_for_s
+        while True:
+            try:
+                self._producer.init_transactions(TXN_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                again = is_retriable(exc) or error_name(exc) in COORDINATOR_NOT_READY
+                if not again or time.monotonic() >= deadline or self._stop.is_set():
+                    raise WorkerError(f"cannot initialise transactions at {self.client.bootstrap}: {describe(exc)}") from exc
+                log.warning("initialising transactions at %s: %s; trying again", self.client.bootstrap, describe(exc))
+                self._stop.wait(INIT_RETRY_PAUSE_S)
+                if is_fatal(exc):  # the client is spent: a new one, same transactional id
+                    self._producer = self._new_producer()
 
     def stop(self) -> None:
         """Ask the loop to finish the current batch, commit it and return (signal-safe)."""
@@ -360,27 +389,39 @@ class Worker:
             self._registry.refresh()
         limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
         adaptive = self.settings.pipeline and self.settings.adaptive_batches
+        paced = self.policy.paced
         if self._batch_limit is not None:
             limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
+        drain = False  # paced: the last poll brought records; take what else is fetched already, without waiting
         while not self._stop.is_set():
             if self._rewind_needed:
                 # A transaction aborted: everything polled after its records is read again.
                 self._rewind_needed = False
                 self._pending.clear()
                 opened_at = None
+                drain = False
                 rewind(self._consumer)
             now = time.monotonic()
-            if self.policy.is_closed(len(self._pending), opened_at, now) or (limit is not None and len(self._pending) >= limit):
+            size = len(self._pending)
+            full = size >= self.policy.max_records or (limit is not None and size >= limit)
+            if full or (not drain and self.policy.is_closed(size, opened_at, now, self._last_closed)):
                 break
             # consume() waits until it has num_messages or the timeout passes, so an empty batch
-            # asks for one record (returns as soon as it arrives) and only an open batch asks
-            # for the rest, within what is left of its wait.
-            room = max(1, self.policy.room(len(self._pending))) if self._pending else 1
+            # asks for one record (returns as soon as it arrives). Paced, a poll that brought
+            # records is followed by one that takes whatever else is fetched already (timeout 0),
+            # before the batch may close. Every poll's records join the batch before the next
+            # poll: a rebalance callback inside consume() must see all of them to drop those of a
+            # revoked partition.
+            room = max(1, self.policy.room(size)) if self._pending else 1
             if limit is not None:
-                room = max(1, min(room, limit - len(self._pending)))
+                room = max(1, min(room, limit - size))
             draining = adaptive and bool(self._pending)
-            timeout = 0.0 if draining else self.policy.poll_timeout(len(self._pending), opened_at, now)
-            msgs = self._consumer.consume(num_messages=room, timeout=timeout)
+            if drain:
+                msgs = self._consumer.consume(num_messages=room, timeout=0)
+            else:
+                timeout = 0.0 if draining else self.policy.poll_timeout(size, opened_at, now, self._last_closed)
+                msgs = self._consumer.consume(num_messages=room, timeout=timeout)
+            drain = paced and bool(msgs) and not drain
             self._last_poll = time.monotonic()
             if self._rewind_needed:
                 continue  # an abort settled inside this consume(): these may predate the rewind
@@ -405,6 +446,8 @@ class Worker:
             if draining and len(msgs) < room:
                 break  # adaptive: everything fetched so far is in; it goes now
         batch, self._pending = self._pending, []
+        if batch:
+            self._last_closed = time.monotonic()
         return batch
 
     def _unreadable(self, msg: Any, err: Any) -> Record | None:
@@ -433,30 +476,21 @@ class Worker:
             log.warning("consumer error: %s", err.str())
 
     def _process(self, batch: list[Record]) -> None:
-        """Classify the batch (while the previous batch may still be committing), then, once that
-        one has settled, produce the batch in its own transaction and start committing it."""
-        s = self.settings
-        registry = self._registry
+        """Pipelined with nothing committing: start the batch's transaction and send its offsets
+        (two round trips) while the model classifies it, then produce and start committing. With
+        the previous batch still committing: classify meanwhile, then (once that one has settled)
+        produce the batch in its own transaction and start committing it. Serial: the same, and
+        wait for the commit."""
+        c = self._committing
+        if self.settings.pipeline and (c is None or (c.future is not None and c.future.done())):
+            if self._settle():
+                self._process_offsets_first(batch)
+            return  # else the previous batch aborted; this one, read after it, is read again
         since = time.monotonic()
-        result = process_batch(
-            batch,
-            self.classifier,
-            target_topic=s.target_topic,
-            dlq_topic=s.dead_letter_topic,
-            recent=self._recent,
-            max_text_bytes=s.max_text_bytes,
-            model_batch=s.batch_max,
-            verify=registry.verify if registry is not None else None,
-            device_topic=registry.private_topic if registry is not None else None,
-            changelog_topic=s.changelog_topic,
-            poisoned=self._poisoned,
-        )
+        result = self._classify(batch)
         if not self._settle():
             return  # the previous batch aborted; this one, read after it, is read again
-        cp = Checkpoint(self._producer, self._consumer, None, self._committed)
-        self._txn_since = since
-        self._txn_partitions = {(r.topic, r.partition) for r in batch}
-        self._in_txn = True
+        cp = self._open_checkpoint(batch, since)
         try:
             cp.begin()
             for out in result.outputs:
@@ -473,14 +507,74 @@ class Worker:
             self._recent.rollback()
             cp.abort_quietly()
             raise
+        self._start_commit(batch, result, cp, since)
+
+    def _process_offsets_first(self, batch: list[Record]) -> None:
+        """The batch's transaction begins and its offsets go (in the commit thread) before the
+        model runs: ``send_offsets_to_transaction`` (AddOffsetsToTxn + TxnOffsetCommit) was the
+        first half of the commit's latency, and now overlaps the model instead of following it.
+        Kafka takes a transaction's offsets and records in either order; both still commit at once."""
+        since = time.monotonic()
+        cp = self._open_checkpoint(batch, since)
+        sending: Future[None] | None = None
+        try:
+            cp.begin()
+            for rec in batch:
+                cp.store_offset(rec.topic, rec.partition, rec.offset)
+            cp.prepare()  # the consumer's positions and group metadata, in the polling thread
+            sending = self._commit_thread().submit(cp.send_offsets)
+            result = self._classify(batch)
+            sending.result()
+            for out in result.outputs:
+                cp.produce(out)
+        except TransactionAborted as exc:
+            self._in_txn = False
+            _quiet_wait(sending)
+            self._aborted(batch, cp, exc)
+            return
+        except BaseException:
+            self._in_txn = False
+            _quiet_wait(sending)
+            self._recent.rollback()
+            cp.abort_quietly()
+            raise
+        self._start_commit(batch, result, cp, since)
+
+    def _classify(self, batch: list[Record]) -> BatchResult:
+        s = self.settings
+        registry = self._registry
+        return process_batch(
+            batch,
+            self.classifier,
+            target_topic=s.target_topic,
+            dlq_topic=s.dead_letter_topic,
+            recent=self._recent,
+            max_text_bytes=s.max_text_bytes,
+            model_batch=s.batch_max,
+            verify=registry.verify if registry is not None else None,
+            device_topic=registry.private_topic if registry is not None else None,
+            changelog_topic=s.changelog_topic,
+            poisoned=self._poisoned,
+        )
+
+    def _open_checkpoint(self, batch: list[Record], since: float) -> Checkpoint:
+        self._txn_since = since
+        self._txn_partitions = {(r.topic, r.partition) for r in batch}
+        self._in_txn = True
+        return Checkpoint(self._producer, self._consumer, None, self._committed)
+
+    def _commit_thread(self) -> ThreadPoolExecutor:
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="emostream-commit")
+        return self._committer
+
+    def _start_commit(self, batch: list[Record], result: BatchResult, cp: Checkpoint, since: float) -> None:
         self._recent.seal()
         committing = _Committing(batch, result, cp, since)
-        if s.pipeline:
-            if self._committer is None:
-                self._committer = ThreadPoolExecutor(1, thread_name_prefix="emostream-commit")
-            committing.future = self._committer.submit(cp.finish)
+        if self.settings.pipeline:
+            committing.future = self._commit_thread().submit(cp.finish)
         self._committing = committing
-        if not s.pipeline:
+        if not self.settings.pipeline:
             self._settle()
 
     def _settle(self) -> bool:
@@ -617,6 +711,15 @@ class Worker:
             elif now - last[1] >= self.settings.stall_after_s and tp not in self._stalled:
                 self._stalled.add(tp)
                 log.error("%s[%d] is stalled: %d record(s) waiting, no commit for %.0fs", tp[0], tp[1], lag, now - last[1])
+
+
+def _quiet_wait(future: Future[None] | None) -> None:
+    """Let a background step of an aborting transaction finish; its own error is the same abort."""
+    if future is not None:
+        try:
+            future.result()
+        except BaseException:  # noqa: BLE001 - the caller handles the error that got here first
+            pass
 
 
 def latency_cap(max_latency_ms: float | None, record_cost_s: float, floor: int) -> int | None:
