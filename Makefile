@@ -28,10 +28,10 @@ demo: install kafka
 # worker that needs it, stopped by the controller at the end); most slow tests wait on Kafka
 # timeouts, not the CPU. loadgroup keeps the tests that share a module-scoped cluster or lab on
 # one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 
 test: install sysdeps kafka
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The edit-run loop: no brokers, no fault injection (every test that uses a cluster is marked kafka).
 test-quick: install

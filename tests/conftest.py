@@ -85,17 +85,35 @@ def start_cluster(directory: Path, brokers: int) -> LocalCluster:
     return cluster
 
 
-# Tests that took ≥ 40 s in CI, by name: they are handed out before the other broker tests, so
-# under ``-n N`` a long one does not start last while the other workers sit idle.
+# The longest units of work first (seconds of one CI run in brackets), so that under
+# ``-n N --dist loadgroup --no-loadscope-reorder`` (make test) xdist hands them out first and the
+# short tests fill the gaps at the end: a long group started last would keep one worker busy while
+# the others sit idle. A key is a module (its tests share one cluster or lab: one unit of work) or a
+# test's name. xdist's own reordering (by number of tests per unit) put the 3-test, 230 s
+# multihost group behind the 33-test, 8 s model group.
 LONGEST_FIRST = (
-    "test_exactly_once_through_worker_kills",
-    "test_exactly_once_through_a_broker_kill",
-    "test_exactly_once_while_workers_join_and_leave",
-    "test_demo_prints_live_emotions_and_cleans_up",
-    "test_bench_pipeline_json_shape_against_a_real_broker",
-    "test_killed_broker_does_not_stop_acks_all_writes_and_rejoins",
-    "test_cli_up_twice_down_twice_and_port_in_use",
+    "tests/test_multihost.py",  # both 3-host labs [~230]
+    "tests/test_security_kafka.py",  # its secure cluster [~110]
+    "test_exactly_once_through_worker_kills",  # [~80-100]
+    "tests/test_mic.py",  # its 1-broker cluster [~80]
+    "test_exactly_once_through_a_broker_kill",  # with its private cluster [~80]
+    "test_bench_pipeline_json_shape_against_a_real_broker",  # [~68]
+    "tests/test_cluster_kafka.py",  # the killed-broker test's private cluster [~45]
+    "test_exactly_once_while_workers_join_and_leave",  # [~45-55]
+    "test_demo_prints_live_emotions_and_cleans_up",  # [~45]
+    "tests/test_stt.py",  # [~38]
+    "tests/test_edge_faults.py",  # its 1-broker cluster [~36]
+    "tests/test_cluster_security.py",  # its secure cluster [~28]
+    "test_worker_survives_every_hostile_record_among_thousands_of_valid_ones",  # [~23]
+    "tests/test_dashboard_browser.py",  # [~21]
 )
+
+
+def _rank(item: pytest.Item) -> int:
+    for i, key in enumerate(LONGEST_FIRST):
+        if item.nodeid.startswith(key) or getattr(item, "originalname", None) == key:
+            return i
+    return len(LONGEST_FIRST)
 
 
 def _uses_session_cluster(item: pytest.Item) -> bool:
@@ -117,18 +135,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ``make test-quick`` (``-m "not kafka and not slow"``) never starts brokers; put the tests of a
     module that share a module-scoped fixture (a secure cluster, the netns lab, an own cluster) in
     one ``xdist_group``, so under ``-n N --dist loadgroup`` one worker builds it once and runs
-    them all (the other tests are spread one by one); then move the modules with ``kafka`` tests
-    after the others, keeping each module's own order except that the ``LONGEST_FIRST`` tests lead
-    them. (xdist's loadgroup hands out the multi-test groups first, largest first, then the rest
-    in this order.)"""
+    them all (the other tests are spread one by one); then order the items longest unit first
+    (``LONGEST_FIRST``), the other broker tests next, the quick ones last, each module keeping its
+    own order. ``make test`` turns xdist's own reordering off, so units go out in this order.
+    The session cluster boots in the background from each worker's first test either way."""
     for item in items:
         if _uses_session_cluster(item):
             item.add_marker(pytest.mark.kafka)
         if _module_fixtures(item) and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
     kafka_modules = {item.module for item in items if item.get_closest_marker("kafka") is not None}
-    items[:] = sorted(items, key=lambda item: (item.module in kafka_modules,  # stable: order within kept
-                                               item.module in kafka_modules and item.originalname not in LONGEST_FIRST))
+    # Stable: the order within a module (and so within a group) is kept.
+    items[:] = sorted(items, key=lambda item: (_rank(item), item.module not in kafka_modules))
 
 
 class _Boot:

@@ -130,7 +130,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return _espeak_wavs(tmp_path_factory.mktemp("speech"))
 
 
-@pytest.mark.slow  # espeak + two STT engines: ~25 s; make test runs it, make test-quick does not
+@pytest.mark.slow  # espeak + two STT engines; make test runs it, make test-quick does not
 @pytest.mark.parametrize("engine_name,bound", [("whisper", 0.35), ("pocketsphinx", None)])
 def test_engine_word_error_rate_on_espeak_speech(speech: list[Path], engine_name: str, bound: float | None) -> None:
     pytest.importorskip("faster_whisper" if engine_name == "whisper" else "pocketsphinx",
@@ -139,16 +139,20 @@ def test_engine_word_error_rate_on_espeak_speech(speech: list[Path], engine_name
 
     engine = load_engine(engine_name)
     hyps, audio_s, cpu_s = [], 0.0, 0.0
-    for p in speech:
+    # pocketsphinx has no WER bound (it is the fallback engine, far less accurate): two sentences
+    # show it runs end to end; all of them took ~25 s of CPU on the 2-core CI box.
+    heard = speech if bound is not None else speech[:2]
+    for p in heard:
         t, rec, seconds = transcribe_file(engine, str(p), "pi-test")
         assert t.stt_engine == rec.engine and t.started_at < t.ended_at
         hyps.append(t.text)
         audio_s += seconds
         cpu_s += rec.seconds
-    wer = word_error_rate(" ".join(SENTENCES), " ".join(hyps))
-    print(f"\n{engine_name}: WER {wer:.3f} over {len(SENTENCES)} sentences, {audio_s:.1f}s audio, "
+    refs = SENTENCES[: len(heard)]
+    wer = word_error_rate(" ".join(refs), " ".join(hyps))
+    print(f"\n{engine_name}: WER {wer:.3f} over {len(refs)} sentences, {audio_s:.1f}s audio, "
           f"real-time factor {cpu_s / audio_s:.2f}")
-    for ref, hyp in zip(SENTENCES, hyps):
+    for ref, hyp in zip(refs, hyps):
         print(f"  ref: {ref}\n  hyp: {hyp}")
     if bound is not None:
         assert wer <= bound

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -397,9 +398,11 @@ class QueueConsumer(FakeConsumer):
 
 
 @pytest.mark.parametrize("queued", [1, 5])
-def test_adaptive_batches_take_what_was_fetched_and_go_without_waiting(queued: int) -> None:
+def test_no_batch_wait_takes_what_was_fetched_and_goes_without_waiting(queued: int) -> None:
+    """--batch-wait-ms 0 (what --adaptive-batches did): a batch is what one poll finds."""
     w = Worker(ClientConfig("localhost:1"), KeywordClassifier(),
-               WorkerSettings(source_topic="src", durable_dedupe=False, adaptive_batches=True))
+               WorkerSettings(source_topic="src", durable_dedupe=False, batch_wait_ms=0))
+    w._last_closed = time.monotonic()  # a batch just closed: even then, nothing waits
     w._consumer = QueueConsumer(queued)
     batch = w._collect()
     assert [r.offset for r in batch] == list(range(queued))
@@ -409,8 +412,7 @@ def test_adaptive_batches_take_what_was_fetched_and_go_without_waiting(queued: i
 
 def test_fixed_batch_wait_and_the_serial_loop_still_wait_for_the_batch_to_fill() -> None:
     for settings in (WorkerSettings(source_topic="src", durable_dedupe=False, paced_batches=False),
-                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False, adaptive_batches=True,
-                                    paced_batches=False)):
+                     WorkerSettings(source_topic="src", durable_dedupe=False, pipeline=False, paced_batches=False)):
         w = Worker(ClientConfig("localhost:1"), KeywordClassifier(), settings)
         w._consumer = QueueConsumer(3)
         assert len(w._collect()) == 3

@@ -26,14 +26,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "next record is not expected within that time, at the rate records arrive")
     w.add_argument("--fixed-batch-wait", action="store_true",
                    help="always wait the whole --batch-wait-ms for more records (the behaviour before paced batches)")
-    w.add_argument("--adaptive-batches", action="store_true",
-                   help="with pipelining: a batch takes every record already fetched and goes at once instead of waiting "
-                        "--batch-wait-ms (lower latency, one transaction per record at low load: more CPU; see docs/events.md)")
     w.add_argument("--txn-max-records", type=int, default=1024,
                    help="records per transaction at most; a backlog is committed in transactions this big (default 1024)")
     w.add_argument("--max-latency-ms", type=float, default=None,
                    help="under load, close a transaction at this latency budget: it takes at most as many records as the "
                         "worker processes in this time (measured; at least --batch-max). Default: --txn-max-records only")
+    w.add_argument("--session-timeout-ms", type=int, default=10_000,
+                   help="the group moves a crashed worker's partitions after this long without a heartbeat (default "
+                        "10000; the broker accepts group.min.session.timeout.ms..max, 6000..1800000 by default)")
     w.add_argument("--static-membership", action="store_true",
                    help="join the group as --instance-id (KIP-345): a restart within the session timeout (10 s) gets "
                         "its partitions back at once, without a rebalance; a stopped instance's partitions wait that "
@@ -75,6 +75,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-max must be at least 1, got {args.batch_max}")
     if not 0 <= args.batch_wait_ms < math.inf:
         raise UsageError(f"--batch-wait-ms must be a finite number ≥ 0, got {args.batch_wait_ms}")
+    if args.session_timeout_ms < 1:
+        raise UsageError(f"--session-timeout-ms must be at least 1, got {args.session_timeout_ms}")
     if args.txn_max_records < 1:
         raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:
@@ -120,7 +122,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         stall_after_s=args.stall_after_s,
         max_latency_ms=args.max_latency_ms,
         pipeline=not args.no_pipeline,
-        adaptive_batches=args.adaptive_batches,
+        session_timeout_ms=args.session_timeout_ms,
         paced_batches=not args.fixed_batch_wait,
         static_membership=args.static_membership,
     )

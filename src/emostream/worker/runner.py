@@ -99,16 +99,6 @@ class WorkerSettings:
     max_latency_ms: float | None = None
     # Commit batch n in the background while batch n+1 is polled and classified (see the module doc).
     pipeline: bool = True
-    # With pipelining: a batch closes as soon as it has taken every record already fetched, instead
-    # of waiting batch_wait_ms for more (self-clocked batches). Off by default: on a quiet 2-core VM
-    # it cut 10/s p50 from 46 to 25 ms but raised 50/s p50 from 48 to 208 ms. Cause (librdkafka
-    # debug=eos): the broker answers EndTxn before it has written the commit markers, so a
-    # transaction begun right after the previous commit gets CONCURRENT_TRANSACTIONS, and
-    # AddOffsetsToTxn was retried after retry.backoff.ms (100 ms; now 10, see
-    # kafka/producer.py). With that fixed, adaptive batches give 50/s p50 18-25 ms but 6.4-7.6 ms
-    # of CPU per event (one transaction per record) against 5.6 with the fixed wait, so they stay
-    # opt-in. False: the fixed wait (always the case without pipelining).
-    adaptive_batches: bool = False
     # Static group membership (KIP-345): the consumer joins as ``instance_id``, so an instance that
     # restarts within the session timeout gets its partitions back at once, without a rebalance
     # and without waiting for the dead member's session to expire. The price: a stopped instance's
@@ -173,7 +163,7 @@ class Worker:
         # micro-batches of batch_max. At low load a transaction is one small batch (low latency);
         # under load it grows by itself and the commit cost is shared by many records.
         self.policy = BatchPolicy(max(self.settings.txn_max_records, self.settings.batch_max), self.settings.batch_wait_ms / 1000.0,
-                                  paced=self.settings.paced_batches and not (self.settings.pipeline and self.settings.adaptive_batches))
+                                  paced=self.settings.paced_batches)
         self._last_closed: float | None = None  # when the last non-empty batch closed (paced batches)
         self._recent = RecentIds(self.settings.dedupe_capacity)
         self._committed: dict[tuple[str, int], int] = {}
@@ -388,7 +378,6 @@ class Worker:
         if self._registry is not None:
             self._registry.refresh()
         limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
-        adaptive = self.settings.pipeline and self.settings.adaptive_batches
         paced = self.policy.paced
         if self._batch_limit is not None:
             limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
@@ -415,11 +404,10 @@ class Worker:
             room = max(1, self.policy.room(size)) if self._pending else 1
             if limit is not None:
                 room = max(1, min(room, limit - size))
-            draining = adaptive and bool(self._pending)
             if drain:
                 msgs = self._consumer.consume(num_messages=room, timeout=0)
             else:
-                timeout = 0.0 if draining else self.policy.poll_timeout(size, opened_at, now, self._last_closed)
+                timeout = self.policy.poll_timeout(size, opened_at, now, self._last_closed)
                 msgs = self._consumer.consume(num_messages=room, timeout=timeout)
             drain = paced and bool(msgs) and not drain
             self._last_poll = time.monotonic()
@@ -443,8 +431,6 @@ class Worker:
                 opened_at = self._last_poll
             if not msgs and not self._pending:
                 break  # idle: let the loop do its housekeeping
-            if draining and len(msgs) < room:
-                break  # adaptive: everything fetched so far is in; it goes now
         batch, self._pending = self._pending, []
         if batch:
             self._last_closed = time.monotonic()
