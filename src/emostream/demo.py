@@ -123,7 +123,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> int:
         admin = Admin(client)
         ensure_pipeline_topics(admin)
         _say(f"Kafka at {client.bootstrap}; topics {TRANSCRIPTS_TOPIC} → {EMOTIONS_TOPIC}; loading the model")
-        worker = Worker(client, load_model(options.model), WorkerSettings(group=DEMO_GROUP, batch_wait_ms=20))
+        worker = Worker(client, load_model(options.model), WorkerSettings(group=DEMO_GROUP))
         worker.start()
         worker_thread = threading.Thread(target=worker.run, name="demo-worker", daemon=True)
         worker_thread.start()

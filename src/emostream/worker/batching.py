@@ -5,10 +5,12 @@ when the previous batch closed longer ago than that goes at once; one that arriv
 for that slot, and whatever arrives meanwhile shares its transaction (~2 ms of CPU each). Fixed:
 a batch waits ``max_wait_s`` after its first record, however long ago the previous one closed.
 
-Why paced: the wait only pays when another record comes while a batch waits. With records evenly
-spaced at 50/s and 30 ms slots, the fixed 20 ms wait made most records wait ~20 ms for a 1.7-record
-transaction; the slots give waits of 0, 10 and 20 ms in turn (median 10 ms) for 1.5 records per
-transaction; at 10/s nothing waits; under load a transaction closes every 30 ms at most.
+Why paced: the wait only pays when another record comes while a batch waits. At 10/s nothing
+waits now (`bench pipeline`, shared layout: p50 19-24 ms against 41 with the fixed 20 ms wait).
+With records evenly spaced at 50/s and 40 ms slots, records pair up: one waits ~20 ms, the next
+goes at once (2 records per transaction). Under load a transaction closes every 40 ms at most.
+Slots of 30 and 36 ms were measured too (docs/events.md): more, smaller transactions, more CPU
+per event, and no lower median at 50/s within the run-to-run spread.
 
 Pure: the caller passes the clock in, so the policy is tested without Kafka or sleeping.
 """
@@ -27,7 +29,7 @@ class BatchPolicy:
     previous batch closed (``last_closed``), else ``max_wait_s`` after the batch's first record."""
 
     max_records: int = 64
-    max_wait_s: float = 0.030
+    max_wait_s: float = 0.040
     paced: bool = True
 
     def __post_init__(self) -> None:

@@ -79,7 +79,7 @@ class WorkerSettings:
     batch_max: int = 64
     # The longest a batch waits for more after its first record. Paced (default), it closes as soon
     # as the next record is not expected within that wait (see worker/batching.py).
-    batch_wait_ms: float = 30.0
+    batch_wait_ms: float = 40.0
     paced_batches: bool = True
     txn_max_records: int = 1024
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
