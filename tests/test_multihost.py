@@ -37,9 +37,10 @@ from emostream.kafka.producer import idempotent_producer
 from emostream.topics import create_topic, plan_dedupe, plan_topic
 from tests.netns_lab import NetnsLab, netns_unavailable
 
-# The plaintext lab's tests run on one xdist worker (they share the lab); the secure lab's test is
-# a group of its own, so it runs beside them on another worker: one after the other, the two labs
-# were ~300 s of one worker, the longest path through the suite.
+# One xdist worker runs the whole module in order: the secure lab's JVMs are gone before the
+# plaintext lab starts, so two 3-host labs never share the 2 cores. (Split into two groups, the
+# labs ran side by side: no faster on 2 cores, and the one CI run of it had a worker hang in the
+# leader-kill test.)
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.xdist_group("multihost")]
 
 _why = netns_unavailable()
@@ -165,9 +166,8 @@ def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster
         yield cluster
 
 
-@pytest.mark.xdist_group("secure")
 def test_secure_hosts_serve_clients_over_sasl_ssl_only(tmp_path: Path) -> None:
-    """A lab of its own (three hosts with their certificates), started and stopped here."""
+    """Runs first, on its own lab: its three JVMs are gone before the plaintext lab starts."""
     from confluent_kafka import KafkaException, Producer
 
     from emostream.security.users import add_user

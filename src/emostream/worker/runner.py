@@ -462,16 +462,9 @@ class Worker:
             log.warning("consumer error: %s", err.str())
 
     def _process(self, batch: list[Record]) -> None:
-        """Pipelined with nothing committing: start the batch's transaction and send its offsets
-        (two round trips) while the model classifies it, then produce and start committing. With
-        the previous batch still committing: classify meanwhile, then (once that one has settled)
-        produce the batch in its own transaction and start committing it. Serial: the same, and
-        wait for the commit."""
-        c = self._committing
-        if self.settings.pipeline and (c is None or (c.future is not None and c.future.done())):
-            if self._settle():
-                self._process_offsets_first(batch)
-            return  # else the previous batch aborted; this one, read after it, is read again
+        """Classify the batch (while the previous batch may still be committing), then, once that
+        one has settled, produce the batch in its own transaction and start committing it (serial:
+        and wait for the commit)."""
         since = time.monotonic()
         result = self._classify(batch)
         if not self._settle():
@@ -490,37 +483,6 @@ class Worker:
             return
         except BaseException:
             self._in_txn = False
-            self._recent.rollback()
-            cp.abort_quietly()
-            raise
-        self._start_commit(batch, result, cp, since)
-
-    def _process_offsets_first(self, batch: list[Record]) -> None:
-        """The batch's transaction begins and its offsets go (in the commit thread) before the
-        model runs: ``send_offsets_to_transaction`` (AddOffsetsToTxn + TxnOffsetCommit) was the
-        first half of the commit's latency, and now overlaps the model instead of following it.
-        Kafka takes a transaction's offsets and records in either order; both still commit at once."""
-        since = time.monotonic()
-        cp = self._open_checkpoint(batch, since)
-        sending: Future[None] | None = None
-        try:
-            cp.begin()
-            for rec in batch:
-                cp.store_offset(rec.topic, rec.partition, rec.offset)
-            cp.prepare()  # the consumer's positions and group metadata, in the polling thread
-            sending = self._commit_thread().submit(cp.send_offsets)
-            result = self._classify(batch)
-            sending.result()
-            for out in result.outputs:
-                cp.produce(out)
-        except TransactionAborted as exc:
-            self._in_txn = False
-            _quiet_wait(sending)
-            self._aborted(batch, cp, exc)
-            return
-        except BaseException:
-            self._in_txn = False
-            _quiet_wait(sending)
             self._recent.rollback()
             cp.abort_quietly()
             raise
@@ -697,15 +659,6 @@ class Worker:
             elif now - last[1] >= self.settings.stall_after_s and tp not in self._stalled:
                 self._stalled.add(tp)
                 log.error("%s[%d] is stalled: %d record(s) waiting, no commit for %.0fs", tp[0], tp[1], lag, now - last[1])
-
-
-def _quiet_wait(future: Future[None] | None) -> None:
-    """Let a background step of an aborting transaction finish; its own error is the same abort."""
-    if future is not None:
-        try:
-            future.result()
-        except BaseException:  # noqa: BLE001 - the caller handles the error that got here first
-            pass
 
 
 def latency_cap(max_latency_ms: float | None, record_cost_s: float, floor: int) -> int | None:
