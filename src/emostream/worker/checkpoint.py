@@ -77,8 +77,7 @@ class Checkpoint:
         self._offsets: dict[PartitionKey, int] = {}
         self._open = False
         self._prepared: tuple[list[TopicPartition], Any] | None = None
-        self._offsets_sent = False
-        self.commit_s = 0.0  # how long sending the offsets and committing took
+        self.commit_s = 0.0  # how long finish() took (send offsets + commit)
         # Source records whose outputs were refused for their own sake (kafka.errors.RECORD_REFUSALS).
         self.refused: dict[SourceRef, str] = {}
 
@@ -161,25 +160,15 @@ class Checkpoint:
             atomically; retriable errors are retried, abortable ones abort (TransactionAborted),
             fatal ones raise TransactionFatal.
         """
-        self.send_offsets()
-        started = time.perf_counter()
-        self._call(lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
-        self._open = False
-        self.commit_s += time.perf_counter() - started
-
-    def send_offsets(self) -> None:
-        """Step 1 of :meth:`finish` on its own, once: it may run before the outputs are produced
-        (the worker sends a batch's offsets while its model runs)."""
         if self._prepared is None:
             raise RuntimeError("finish() without prepare()")
-        if self._offsets_sent:
-            return
         offsets, metadata = self._prepared
         started = time.perf_counter()
         if offsets:
             self._call(lambda: self._producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT_S))
-        self._offsets_sent = True
-        self.commit_s += time.perf_counter() - started
+        self._call(lambda: self._producer.commit_transaction(TXN_TIMEOUT_S))
+        self._open = False
+        self.commit_s = time.perf_counter() - started
 
     def commit(self) -> None:
         """prepare() + finish() in this thread; then the batch's utterance ids become "seen" and
