@@ -77,8 +77,9 @@ class WorkerSettings:
     dlq_topic: str | None = None
     group: str = WORKER_GROUP
     batch_max: int = 64
-    # The longest a batch waits for more after its first record. Paced (default), it closes as soon
-    # as the next record is not expected within that wait (see worker/batching.py).
+    # Paced (default): at most one batch closes per batch_wait_ms; a record that arrives longer than
+    # that after the last batch closed goes at once. Not paced: a batch waits batch_wait_ms after its
+    # first record. See worker/batching.py.
     batch_wait_ms: float = 40.0
     paced_batches: bool = True
     txn_max_records: int = 1024
@@ -463,13 +464,29 @@ class Worker:
 
     def _process(self, batch: list[Record]) -> None:
         """Classify the batch (while the previous batch may still be committing), then, once that
-        one has settled, produce the batch in its own transaction and start committing it (serial:
-        and wait for the commit)."""
+        one has settled, produce the batch in its own transaction and start committing it."""
+        s = self.settings
+        registry = self._registry
         since = time.monotonic()
-        result = self._classify(batch)
+        result = process_batch(
+            batch,
+            self.classifier,
+            target_topic=s.target_topic,
+            dlq_topic=s.dead_letter_topic,
+            recent=self._recent,
+            max_text_bytes=s.max_text_bytes,
+            model_batch=s.batch_max,
+            verify=registry.verify if registry is not None else None,
+            device_topic=registry.private_topic if registry is not None else None,
+            changelog_topic=s.changelog_topic,
+            poisoned=self._poisoned,
+        )
         if not self._settle():
             return  # the previous batch aborted; this one, read after it, is read again
-        cp = self._open_checkpoint(batch, since)
+        cp = Checkpoint(self._producer, self._consumer, None, self._committed)
+        self._txn_since = since
+        self._txn_partitions = {(r.topic, r.partition) for r in batch}
+        self._in_txn = True
         try:
             cp.begin()
             for out in result.outputs:
@@ -486,43 +503,14 @@ class Worker:
             self._recent.rollback()
             cp.abort_quietly()
             raise
-        self._start_commit(batch, result, cp, since)
-
-    def _classify(self, batch: list[Record]) -> BatchResult:
-        s = self.settings
-        registry = self._registry
-        return process_batch(
-            batch,
-            self.classifier,
-            target_topic=s.target_topic,
-            dlq_topic=s.dead_letter_topic,
-            recent=self._recent,
-            max_text_bytes=s.max_text_bytes,
-            model_batch=s.batch_max,
-            verify=registry.verify if registry is not None else None,
-            device_topic=registry.private_topic if registry is not None else None,
-            changelog_topic=s.changelog_topic,
-            poisoned=self._poisoned,
-        )
-
-    def _open_checkpoint(self, batch: list[Record], since: float) -> Checkpoint:
-        self._txn_since = since
-        self._txn_partitions = {(r.topic, r.partition) for r in batch}
-        self._in_txn = True
-        return Checkpoint(self._producer, self._consumer, None, self._committed)
-
-    def _commit_thread(self) -> ThreadPoolExecutor:
-        if self._committer is None:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="emostream-commit")
-        return self._committer
-
-    def _start_commit(self, batch: list[Record], result: BatchResult, cp: Checkpoint, since: float) -> None:
         self._recent.seal()
         committing = _Committing(batch, result, cp, since)
-        if self.settings.pipeline:
-            committing.future = self._commit_thread().submit(cp.finish)
+        if s.pipeline:
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="emostream-commit")
+            committing.future = self._committer.submit(cp.finish)
         self._committing = committing
-        if not self.settings.pipeline:
+        if not s.pipeline:
             self._settle()
 
     def _settle(self) -> bool:
