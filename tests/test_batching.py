@@ -123,3 +123,19 @@ def test_batches_keep_every_record_in_order_and_never_wait_past_the_window(gaps:
         if paced and previous is not None and len(batch) < max_records:
             assert closed >= min(previous + wait_ms / 1000, batch[0]) - 1e-9  # a slot per wait, or nothing to wait for
         previous = closed
+
+
+@given(
+    size=st.integers(min_value=0, max_value=2000),
+    opened=st.one_of(st.none(), st.floats(min_value=-1e9, max_value=1e9)),
+    now=st.floats(min_value=-1e9, max_value=1e9),
+    last=st.one_of(st.none(), st.floats(min_value=-1e9, max_value=1e9)),
+    wait_s=st.floats(min_value=0.0, max_value=1e300),
+    paced=st.booleans(),
+)
+def test_a_poll_never_blocks_longer_than_the_idle_poll(size: int, opened: float | None, now: float, last: float | None,
+                                                       wait_s: float, paced: bool) -> None:
+    """Whatever --batch-wait-ms says (1e10 ms overflowed librdkafka's int milliseconds and made
+    consume() return at once), a poll waits 0..IDLE_POLL_S and the loop checks again."""
+    timeout = BatchPolicy(64, wait_s, paced=paced).poll_timeout(size, opened, now, last)
+    assert 0.0 <= timeout <= IDLE_POLL_S

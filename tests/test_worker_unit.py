@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal, WorkerError
 from emostream.events import Transcript
@@ -487,3 +489,30 @@ def test_paced_batches_take_what_is_fetched_and_wait_only_for_the_next_slot() ->
     assert [r.offset for r in w._collect()] == [3]
     slot = w.settings.batch_wait_ms / 1000.0
     assert any(0 < t <= slot for _, t in w._consumer.calls[1:]), w._consumer.calls
+
+
+@pytest.mark.parametrize("ms", [0, -1, 300_001, 99_999_999])
+def test_a_session_timeout_the_consumer_would_refuse_is_refused_up_front(ms: int) -> None:
+    """librdkafka refuses session.timeout.ms above max.poll.interval.ms (5 min) only when the
+    consumer is created, after the model has loaded: the settings say so at once."""
+    with pytest.raises(ValueError, match="session timeout must be 1..300000 ms"):
+        WorkerSettings(session_timeout_ms=ms)
+
+
+@given(st.integers(min_value=-10**12, max_value=10**12))
+def test_worker_session_timeout_flag_is_a_usage_error_or_in_range(ms: int) -> None:
+    import argparse
+
+    from emostream.cli.worker import _check
+    from emostream.errors import UsageError
+
+    args = argparse.Namespace(batch_max=64, batch_wait_ms=40.0, session_timeout_ms=ms, txn_max_records=1024,
+                              max_text_bytes=8192, static_membership=False, instance_id=None, max_latency_ms=None,
+                              dedupe_window_h=24.0, stall_after_s=60.0, metrics_port=None)
+    try:
+        _check(args)
+    except UsageError as exc:
+        assert "--session-timeout-ms" in str(exc) and not 1 <= ms <= 300_000
+    else:
+        assert 1 <= ms <= 300_000
+        WorkerSettings(session_timeout_ms=ms)  # what the flag passes on is accepted too

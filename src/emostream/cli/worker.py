@@ -71,12 +71,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _check(args: argparse.Namespace) -> None:
+    from emostream.worker.runner import MAX_SESSION_TIMEOUT_MS
+
     if args.batch_max < 1:
         raise UsageError(f"--batch-max must be at least 1, got {args.batch_max}")
     if not 0 <= args.batch_wait_ms < math.inf:
         raise UsageError(f"--batch-wait-ms must be a finite number ≥ 0, got {args.batch_wait_ms}")
-    if args.session_timeout_ms < 1:
-        raise UsageError(f"--session-timeout-ms must be at least 1, got {args.session_timeout_ms}")
+    if not 1 <= args.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
+        raise UsageError(f"--session-timeout-ms must be 1..{MAX_SESSION_TIMEOUT_MS} (at most the consumer's "
+                         f"max.poll.interval.ms), got {args.session_timeout_ms}")
     if args.txn_max_records < 1:
         raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
     if args.max_text_bytes < 1:

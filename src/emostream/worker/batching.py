@@ -51,10 +51,13 @@ class BatchPolicy:
         return opened_at is not None and size > 0 and now >= self.closes_at(opened_at, last_closed)
 
     def poll_timeout(self, size: int, opened_at: float | None, now: float, last_closed: float | None = None) -> float:
-        """How long the next poll may block: the idle poll while empty, else what is left of the wait."""
+        """How long the next poll may block: the idle poll while empty, else what is left of the wait,
+        never more than the idle poll (the loop checks again). A wait of days (``--batch-wait-ms
+        1e10``) would overflow librdkafka's int milliseconds, and consume() then returned at once:
+        a busy loop for as long as the batch stayed open."""
         if size == 0 or opened_at is None:
             return IDLE_POLL_S
-        return max(0.0, self.closes_at(opened_at, last_closed) - now)
+        return min(IDLE_POLL_S, max(0.0, self.closes_at(opened_at, last_closed) - now))
 
     def room(self, size: int) -> int:
         """How many more records the open batch takes."""

@@ -51,6 +51,9 @@ LAG_INTERVAL_S = 5.0
 # again for this long: a worker started with a cluster that has just come up must not exit 1.
 INIT_RETRY_S = 60.0
 INIT_RETRY_PAUSE_S = 1.0
+# session.timeout.ms may not exceed max.poll.interval.ms (librdkafka's default, 5 min, which the
+# worker keeps): a longer one fails at consumer creation, after the model has loaded.
+MAX_SESSION_TIMEOUT_MS = 300_000
 COORDINATOR_NOT_READY = frozenset({"COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"})
 HEALTH_STALE_S = 30.0
 # A partition with records waiting whose committed offset has not moved for this long is stalled:
@@ -114,6 +117,8 @@ class WorkerSettings:
             raise ValueError("dedupe window and stall timeout must be positive")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise ValueError(f"max latency must be positive, got {self.max_latency_ms}")
+        if not 1 <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
+            raise ValueError(f"session timeout must be 1..{MAX_SESSION_TIMEOUT_MS} ms, got {self.session_timeout_ms}")
         if self.static_membership and not self.instance_id:
             raise ValueError("static membership needs a stable instance id (--instance-id)")
 
