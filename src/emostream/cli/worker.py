@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         "worker processes in this time (measured; at least --batch-max). Default: --txn-max-records only")
     w.add_argument("--session-timeout-ms", type=int, default=10_000,
                    help="the group moves a crashed worker's partitions after this long without a heartbeat (default "
-                        "10000; the broker accepts group.min.session.timeout.ms..max, 6000..1800000 by default)")
+                        "10000; at most 300000, the consumer's max.poll.interval.ms; the broker accepts "
+                        "group.min.session.timeout.ms..max, 6000..1800000 by default)")
     w.add_argument("--static-membership", action="store_true",
                    help="join the group as --instance-id (KIP-345): a restart within the session timeout (10 s) gets "
                         "its partitions back at once, without a rebalance; a stopped instance's partitions wait that "
