@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import base64
 import json
+import shlex
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from emostream.cluster.config import (
     ClusterSettings,
@@ -150,3 +156,61 @@ def test_reauth_must_be_positive(bad: int) -> None:
 
     with pytest.raises(UsageError, match="--reauth-s"):
         secure_properties(secure_node(local_nodes(1, Path("/d"), 9092)[0]), "/k", "/t", bad)
+
+
+def test_new_cluster_ids_never_start_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xF8.. encodes to '-' first: one id in 64 would be read as an option by kafka-storage
+    # ("argument --cluster-id/-t: expected one argument"), which is how a CI run failed.
+    from emostream.cluster import config
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x01" * 15), uuid.UUID(bytes=b"\xfb" + b"\x00" * 15), uuid.UUID(bytes=b"\x10" * 16)])
+    monkeypatch.setattr(config.uuid, "uuid4", lambda: next(draws))
+    cid = config.new_cluster_id()
+    assert cid == base64.urlsafe_b64encode(b"\x10" * 16).decode().rstrip("=")
+    assert len(cid) == 22
+
+
+def _storage_tool_args(argv: list[str]) -> argparse.Namespace:
+    """The format command's own parser shape (Kafka's StorageTool, argparse4j: -t/--cluster-id, -c/--config)."""
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("-t", "--cluster-id", required=True)
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("--ignore-formatted", action="store_true")
+    return parser.parse_args(argv)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=16, max_size=16))
+@example(b"\xf8" + b"\x00" * 15)
+def test_format_script_passes_any_cluster_id_as_one_value(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
+    from emostream.cluster.hostconfig import HostOptions, format_script
+
+    cid = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    options = HostOptions(0, "0@10.0.0.1:9192", "10.0.0.1", cid, install_dir="/etc/ek")
+    script = format_script(options, "/etc/ek/server.properties")
+    line = next(ln for ln in script.splitlines() if "StorageTool format" in ln)
+    argv = shlex.split(line)
+    parsed = _storage_tool_args(argv[argv.index("format") + 1:])
+    assert parsed.cluster_id == cid and parsed.config == "/etc/ek/server.properties"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30))
+@example("-" * 21 + "w")
+@example("A" * 22)
+@example("A" * 21 + "B")
+def test_host_config_refuses_anything_but_a_uuid_cluster_id(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    from emostream.cluster.hostconfig import HostOptions, write_host_config
+
+    try:
+        valid = len(text) == 22 and len(base64.urlsafe_b64decode(text + "==")) == 16 and \
+            base64.urlsafe_b64encode(base64.urlsafe_b64decode(text + "==")).decode().rstrip("=") == text
+    except (ValueError, UnicodeEncodeError):
+        valid = False
+    options = HostOptions(0, "0@10.0.0.1:9192", "10.0.0.1", text, install_dir="/etc/ek")
+    out = tmp_path_factory.mktemp("host")
+    if valid:
+        assert write_host_config(out, options).properties.exists()
+    else:
+        with pytest.raises(UsageError, match="--cluster-id"):
+            write_host_config(out, options)

@@ -134,8 +134,16 @@ def default_min_insync(replication: int) -> int:
 
 
 def new_cluster_id() -> str:
-    """A random KRaft cluster id (22-char URL-safe base64 of a UUID, as kafka-storage makes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random KRaft cluster id (22-char URL-safe base64 of a UUID, as kafka-storage makes).
+
+    Like Kafka's own ``Uuid.randomUuid()`` it never starts with '-': one in 64 would, and a
+    command line such as ``kafka-storage format -t -X...`` or ``--cluster-id -X...`` then reads
+    the id as an option ("expected one argument").
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def local_nodes(

@@ -7,6 +7,7 @@ this module only decides file names and writes them.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,9 @@ from emostream.cluster.config import (
 from emostream.cluster.material import CA_CERT, NODE_KEYSTORE, SecurityFiles, admin_password, ensure_admin_profile, scram_args_text
 from emostream.cluster.private import private_dir, write_private
 from emostream.errors import UsageError
+
+# A KRaft cluster id: a UUID as 22 characters of URL-safe base64 without padding.
+_CLUSTER_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
 
 SCRAM_ARGS = "format-scram.args"
 
@@ -73,8 +77,8 @@ def write_host_config(out: Path, options: HostOptions) -> HostBundle:
     format script adds the admin's SCRAM credential from a 0600 argument file it deletes after use.
     """
     o = options
-    if len(o.cluster_id) != 22:
-        raise UsageError(f"--cluster-id must be the 22-character id every node shares (e.g. from 'emostream kafka config --new-cluster-id'), got '{o.cluster_id}'")
+    if not _CLUSTER_ID.fullmatch(o.cluster_id):
+        raise UsageError(f"--cluster-id must be the 22-character id (URL-safe base64 of a UUID) every node shares (e.g. from 'emostream kafka config --new-cluster-id'), got '{o.cluster_id}'")
     if o.secure and not o.admin_password:
         raise UsageError("a secure host config needs the admin password (from the admin profile) for its format script")
     voters = parse_voters(o.controllers)
@@ -118,7 +122,7 @@ def with_admin_credential(options: HostOptions, files: SecurityFiles) -> HostOpt
 def format_script(o: HostOptions, installed_props: str) -> str:
     """The shell script that formats the host's storage once (and, secure, adds the admin credential)."""
     fmt = (f"{shlex.quote(o.java)} -cp {shlex.quote(o.classpath)} kafka.tools.StorageTool format "
-           f"-t {shlex.quote(o.cluster_id)} -c {shlex.quote(installed_props)} --ignore-formatted")
+           f"{shlex.quote('--cluster-id=' + o.cluster_id)} -c {shlex.quote(installed_props)} --ignore-formatted")
     lines = [
         "#!/bin/sh",
         "# Run once on this host before the first start; safe to re-run (already formatted storage is kept).",
