@@ -9,10 +9,12 @@ EXTRAS := test,edge
 
 install: $(VENV)/.installed
 
+# uv installs the ~380 MB of wheels in ~5 s where pip takes ~30 s (measured in a fresh clone);
+# if uv cannot be had or fails, pip does the same install.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	($(BIN)/python -m pip install -q 'uv>=0.4' && $(BIN)/uv pip install -q --python $(BIN)/python -e '.[$(EXTRAS)]') \
+	  || $(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	@touch $@
 
 kafka: install

@@ -10,6 +10,7 @@ groups with ``unique_name``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -91,18 +92,21 @@ def start_cluster(directory: Path, brokers: int) -> LocalCluster:
 # the others sit idle. A key is a module (its tests share one cluster or lab: one unit of work) or a
 # test's name. xdist's own reordering (by number of tests per unit) put the 3-test, 230 s
 # multihost group behind the 33-test, 8 s model group.
+KILL_GROUP = "kill-cluster"  # the xdist group of every test that uses ``private_cluster``
+STOP_GROUP = "stop-broker"  # ... and of every test that uses ``private_broker``
+
 LONGEST_FIRST = (
-    "tests/test_multihost.py",  # both 3-host labs [~230]
+    "tests/test_multihost.py",  # its 3-host lab [~200]
+    KILL_GROUP,  # the broker-kill tests of test_cluster_kafka and test_worker_kafka on one cluster [~150]
+    STOP_GROUP,  # the broker-outage tests of test_edge_faults and test_mic on one broker [~110]
     "tests/test_security_kafka.py",  # its secure cluster [~110]
     "test_exactly_once_through_worker_kills",  # [~80-100]
-    "tests/test_mic.py",  # its 1-broker cluster [~80]
-    "test_exactly_once_through_a_broker_kill",  # with its private cluster [~80]
+    "tests/test_mic.py",  # [~60]
     "test_bench_pipeline_json_shape_against_a_real_broker",  # [~68]
-    "tests/test_cluster_kafka.py",  # the killed-broker test's private cluster [~45]
+    "test_cli_up_twice_down_twice_and_port_in_use",  # its own 1-broker cluster, by the CLI [~60]
     "test_exactly_once_while_workers_join_and_leave",  # [~45-55]
     "test_demo_prints_live_emotions_and_cleans_up",  # [~45]
     "tests/test_stt.py",  # [~38]
-    "tests/test_edge_faults.py",  # its 1-broker cluster [~36]
     "tests/test_cluster_security.py",  # its secure cluster [~28]
     "test_worker_survives_every_hostile_record_among_thousands_of_valid_ones",  # [~23]
     "tests/test_dashboard_browser.py",  # [~21]
@@ -110,8 +114,10 @@ LONGEST_FIRST = (
 
 
 def _rank(item: pytest.Item) -> int:
+    group = item.get_closest_marker("xdist_group")
+    names = {getattr(item, "originalname", None), group.args[0] if group and group.args else None}
     for i, key in enumerate(LONGEST_FIRST):
-        if item.nodeid.startswith(key) or getattr(item, "originalname", None) == key:
+        if item.nodeid.startswith(key) or key in names:
             return i
     return len(LONGEST_FIRST)
 
@@ -142,6 +148,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _uses_session_cluster(item):
             item.add_marker(pytest.mark.kafka)
+        for name, (_brokers, group) in _FAULT_CLUSTERS.items():
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.kafka)
+                item.add_marker(pytest.mark.xdist_group(group))
         if _module_fixtures(item) and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))
     kafka_modules = {item.module for item in items if item.get_closest_marker("kafka") is not None}
@@ -244,6 +254,22 @@ class _SharedBoot(_Boot):
             self._thread.join()  # finish (or fail) the boot; stopping is the controller's job
 
 
+# EMOSTREAM_TEST_TIMELINE=FILE appends one JSON line per test phase (worker, test, phase, start,
+# stop, outcome): the schedule of a run, to see which unit of work is on the critical path.
+_TIMELINE = os.environ.get("EMOSTREAM_TEST_TIMELINE")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not _TIMELINE or os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # written once, by the controller (or the only process)
+    node = getattr(report, "node", None)
+    worker = getattr(getattr(node, "gateway", None), "id", "main")
+    line = {"worker": worker, "test": report.nodeid, "phase": report.when, "start": report.start,
+            "stop": report.stop, "outcome": report.outcome}
+    with open(_TIMELINE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line) + "\n")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
     """Controller: hand every worker the folder of the run's one shared session cluster."""
@@ -315,15 +341,82 @@ def _kafka_boot(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         boot.close()
 
 
-@pytest.fixture(scope="module")
-def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A 3-broker cluster of the module's own, for tests that kill brokers: killing one of the
-    session cluster would disturb the tests other xdist workers run on it at the same time."""
-    cluster = start_cluster(tmp_path_factory.mktemp("kafka3-kill"), 3)
+class _KillCluster:
+    """One cluster of ``brokers`` for every test of this process that stops or kills its brokers
+    (they share one xdist group, so one worker runs them all): started by the first, healed after
+    each (every stopped broker started again, all live), stopped after the last user, not at the
+    session's end."""
+
+    def __init__(self, brokers: int, users: int) -> None:
+        self.brokers = brokers
+        self.users_left = users
+        self.cluster: LocalCluster | None = None
+
+    def take(self, directory: Path) -> LocalCluster:
+        if self.cluster is None:
+            self.cluster = start_cluster(directory, self.brokers)
+        return self.cluster
+
+    def give_back(self) -> None:
+        self.users_left -= 1
+        cluster, self.cluster = self.cluster, None
+        if cluster is None:
+            return
+        if self.users_left <= 0:
+            cluster.down()
+            return
+        try:
+            for broker in cluster.status(probe=False).brokers:
+                if not broker.alive:
+                    cluster.start_node(broker.id)  # waits until every broker is live again
+            self.cluster = cluster
+        except BaseException:
+            cluster.down()  # the next user starts a fresh one
+            raise
+
+
+# fixture name -> (brokers, xdist group): clusters apart from the session's, for tests that stop
+# or kill brokers (doing that to the session cluster would disturb the tests other workers run on
+# it at the same time).
+_FAULT_CLUSTERS = {"private_cluster": (3, KILL_GROUP), "private_broker": (1, STOP_GROUP)}
+
+
+@pytest.fixture(scope="session")
+def _kill_clusters(request: pytest.FixtureRequest) -> Iterator[dict[str, _KillCluster]]:
+    shared = {name: _KillCluster(brokers, sum(1 for item in request.session.items if name in getattr(item, "fixturenames", ())))
+              for name, (brokers, _group) in _FAULT_CLUSTERS.items()}
+    try:
+        yield shared
+    finally:
+        for each in shared.values():
+            if each.cluster is not None:
+                each.cluster.down()
+
+
+@contextlib.contextmanager
+def _fault_cluster(shared: _KillCluster, directory: Path) -> Iterator[LocalCluster]:
+    cluster = shared.take(directory)
     try:
         yield cluster
     finally:
-        cluster.down()
+        shared.give_back()
+
+
+@pytest.fixture
+def private_cluster(_kill_clusters: dict[str, _KillCluster], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-broker cluster apart from the session's, for tests that kill brokers. The tests that
+    use it run one after another on one worker and share it; each gets it with every broker live
+    and may stop any (they are started again after the test)."""
+    with _fault_cluster(_kill_clusters["private_cluster"], tmp_path_factory.mktemp("kafka3-kill")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def private_broker(_kill_clusters: dict[str, _KillCluster], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 1-broker cluster apart from the session's, for tests that stop it (a device's outage);
+    shared like ``private_cluster``."""
+    with _fault_cluster(_kill_clusters["private_broker"], tmp_path_factory.mktemp("kafka1-stop")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,25 +16,14 @@ import pytest
 from emostream.edge.corpus import realistic_transcripts
 from emostream.edge.sender import SpoolingSender
 from emostream.edge.spool import Spool
-from emostream.kafka.configuration import ClientConfig
-from tests.conftest import start_cluster
 from tests.test_edge_kafka import consume_all, make_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    cluster = start_cluster(tmp_path_factory.mktemp("edge1"), 1)
-    try:
-        yield cluster
-    finally:
-        cluster.down()
-
-
-def test_broker_outage_during_send_loses_nothing_and_keeps_order(own_cluster, tmp_path: Path) -> None:
+def test_broker_outage_during_send_loses_nothing_and_keeps_order(private_broker, tmp_path: Path) -> None:
     topic = "edge-outage"
-    client = make_topic(own_cluster.bootstrap, topic, partitions=3)
+    client = make_topic(private_broker.bootstrap, topic, partitions=3)
     devices = ["pi-1", "pi-2", "pi-3", "pi-4"]
     sent = list(realistic_transcripts(devices, 2000, seed=11))
     spool = Spool(tmp_path / "s.db")
@@ -47,13 +35,13 @@ def test_broker_outage_during_send_loses_nothing_and_keeps_order(own_cluster, tm
             sender.service(0.01)
             if i == 600:
                 sender.drain(30)
-                own_cluster.stop_node(0)
+                private_broker.stop_node(0)
             if i == 1400:
                 t_end = time.monotonic() + 3  # the broker stays away a while longer while the sender keeps trying
                 while time.monotonic() < t_end:
                     sender.service(0.1)
                 waiting_during_outage = sender.waiting()
-                own_cluster.start_node(0)
+                private_broker.start_node(0)
         remaining = sender.drain(120)
     finally:
         sender.close()
@@ -85,13 +73,13 @@ def _feed(proc: subprocess.Popen, lines: list[str], pause_every: int = 25) -> No
     proc.stdin.flush()
 
 
-def test_sender_killed_and_restarted_loses_nothing(own_cluster, tmp_path: Path) -> None:
+def test_sender_killed_and_restarted_loses_nothing(private_broker, tmp_path: Path) -> None:
     topic = "edge-kill"
-    client = make_topic(own_cluster.bootstrap, topic, partitions=3)
+    client = make_topic(private_broker.bootstrap, topic, partitions=3)
     spool_path = tmp_path / "s.db"
     lines = [f"utterance {i:05d} from the kitchen" for i in range(3000)]
     cmd = [sys.executable, "-m", "emostream", "edge", "send", "--stdin", "--device", "pi-k", "--topic", topic,
-           "--bootstrap", own_cluster.bootstrap, "--spool", str(spool_path), "--wait", "60"]
+           "--bootstrap", private_broker.bootstrap, "--spool", str(spool_path), "--wait", "60"]
     first = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lock = Path(f"{spool_path}.lock")

@@ -561,29 +561,18 @@ def test_mic_with_the_broker_away_spools_everything_and_flush_delivers_it_in_ord
     assert word_error_rate(SENTENCES[3], got[-1]["text"]) <= 0.35
 
 
-@pytest.fixture(scope="module")
-def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from tests.conftest import start_cluster
-
-    cluster = start_cluster(tmp_path_factory.mktemp("mic1"), 1)
-    try:
-        yield cluster
-    finally:
-        cluster.down()
-
-
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_broker_stopped_during_mic_everything_is_spooled_and_delivered_later_in_order(
-        recording: Path, own_cluster, tmp_path: Path) -> None:
+        recording: Path, private_broker, tmp_path: Path) -> None:
     from emostream.kafka.configuration import ClientConfig
 
     from tests.test_edge_kafka import consume_all, make_topic
 
     topic = "mic-outage"
-    make_topic(own_cluster.bootstrap, topic, partitions=1)
+    make_topic(private_broker.bootstrap, topic, partitions=1)
     proc = subprocess.Popen([sys.executable, "-m", "emostream", "edge", "mic", "--from-wav", str(recording), "--realtime",
-                             "--json", "--device", "pi-mic", "--topic", topic, "--bootstrap", own_cluster.bootstrap,
+                             "--json", "--device", "pi-mic", "--topic", topic, "--bootstrap", private_broker.bootstrap,
                              "--spool", str(tmp_path / "s.db"), "--wait", "300"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     spooled: list[str] = []
@@ -600,14 +589,14 @@ def test_broker_stopped_during_mic_everything_is_spooled_and_delivered_later_in_
     reader.start()
     try:
         assert seen.wait(120), "no transcript within 120 s"
-        own_cluster.stop_node(0)  # the 2nd and 3rd utterances are spooled while the broker is away
+        private_broker.stop_node(0)  # the 2nd and 3rd utterances are spooled while the broker is away
         deadline = time.monotonic() + 120
         while len(spooled) < 3 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert len(spooled) == 3
         time.sleep(2)
         assert proc.poll() is None, "edge mic must wait (--wait) for the broker, not give up"
-        own_cluster.start_node(0)
+        private_broker.start_node(0)
         out, _ = proc.communicate(timeout=360)  # a loaded CI host takes minutes to bring a broker back
     finally:
         if proc.poll() is None:
@@ -615,7 +604,7 @@ def test_broker_stopped_during_mic_everything_is_spooled_and_delivered_later_in_
     assert proc.returncode == 0
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["utterances"] == 3 and summary["waiting"] == 0 and summary["acked"] == 3, summary
-    got = [json.loads(v) for _k, v in consume_all(ClientConfig(own_cluster.bootstrap), topic, 3, timeout_s=90)]
+    got = [json.loads(v) for _k, v in consume_all(ClientConfig(private_broker.bootstrap), topic, 3, timeout_s=90)]
     assert len(got) == 3 and [g["started_at"] for g in got] == sorted(g["started_at"] for g in got)
     assert word_error_rate(SENTENCES[0], got[0]["text"]) <= 0.35
     assert word_error_rate(SENTENCES[3], got[2]["text"]) <= 0.35
