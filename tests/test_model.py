@@ -280,3 +280,41 @@ def test_a_superscript_digit_is_refused_clearly(monkeypatch):
     monkeypatch.setenv("EMOSTREAM_MODEL_THREADS", "²")
     with pytest.raises(ModelError, match="EMOSTREAM_MODEL_THREADS"):
         default_threads()
+
+
+_json_leaf = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True) | st.text(max_size=8)
+_json_any = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                         max_leaves=12)
+
+
+def _labels_meta() -> st.SearchStrategy:
+    """Mostly well-formed labels.json objects with one field (or none) replaced by anything."""
+    good = st.fixed_dictionaries(
+        {"classes": st.just(list(CLASSES)), "head": st.sampled_from(["sigmoid", "softmax"])},
+        optional={"thresholds": st.dictionaries(st.sampled_from(CLASSES), st.floats(0, 1), max_size=len(CLASSES)),
+                  "max_length": st.integers(1, 512)})
+    return st.one_of(
+        good,
+        st.tuples(good, st.sampled_from(["classes", "head", "thresholds", "max_length"]), _json_any).map(
+            lambda t: {**t[0], t[1]: t[2]}),
+        _json_any,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(meta=_labels_meta())
+def test_any_labels_json_loads_checked_or_is_a_model_error(tmp_path_factory, meta):
+    # A model folder can come from anywhere (--model PATH, --teacher): its labels.json is outside input.
+    from emostream.model.onnx_backend import MAX_LENGTH_LIMIT, read_labels_file
+
+    folder = tmp_path_factory.mktemp("labels")
+    (folder / "labels.json").write_text(json.dumps(meta, allow_nan=True))
+    try:
+        got = read_labels_file(folder)
+    except ModelError as exc:
+        assert "labels.json" in str(exc)
+        return
+    assert tuple(got["classes"]) == CLASSES and got["head"] in ("sigmoid", "softmax")
+    assert set(got["thresholds"]) == set(CLASSES) and all(0.0 <= v <= 1.0 for v in got["thresholds"].values())
+    assert isinstance(got["max_length"], int) and 1 <= got["max_length"] <= MAX_LENGTH_LIMIT
+    assert isinstance(meta, dict) and {k: float(v) for k, v in meta.get("thresholds", {}).items()}.items() <= got["thresholds"].items()

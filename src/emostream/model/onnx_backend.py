@@ -25,20 +25,39 @@ REQUIRED_FILES = ("model.onnx", "tokenizer.json", "labels.json")
 HEADS = ("sigmoid", "softmax")
 
 
+MAX_LENGTH_LIMIT = 8192  # tokens; far above any shipped model's 128
+
+
 def read_labels_file(folder: Path) -> dict:
-    """Load and check ``labels.json``: classes (must equal CLASSES), thresholds, head, max_length."""
+    """Load and check ``labels.json``: classes (must equal CLASSES), head, thresholds (class →
+    a number in [0, 1]; missing classes 0.5), max_length (a positive int, default 128).
+
+    A model folder can come from anywhere (``--model PATH``): anything else is a ModelError that
+    names the file and the field, never a KeyError or TypeError from deep inside the model."""
     path = folder / "labels.json"
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: cannot read labels file ({exc}); re-export the model with 'emostream model train'") from None
-    classes = tuple(meta.get("classes", ()))
-    if classes != CLASSES:
-        raise ModelError(f"{path}: classes {list(classes)} differ from emostream's {list(CLASSES)}")
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
+    classes = meta.get("classes", ())
+    if not isinstance(classes, list) or tuple(classes) != CLASSES:
+        raise ModelError(f"{path}: classes {classes!r} differ from emostream's {list(CLASSES)}")
     if meta.get("head") not in HEADS:
         raise ModelError(f"{path}: head must be one of {', '.join(HEADS)}, got {meta.get('head')!r}")
-    meta.setdefault("thresholds", {c: 0.5 for c in CLASSES})
-    meta.setdefault("max_length", 128)
+    thresholds = meta.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise ModelError(f"{path}: thresholds must be an object of class → number, got {type(thresholds).__name__}")
+    for name, value in thresholds.items():
+        if name not in CLASSES:
+            raise ModelError(f"{path}: threshold for unknown class {name!r} (classes: {', '.join(CLASSES)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ModelError(f"{path}: threshold of {name} must be a number in [0, 1], got {value!r}")
+    meta["thresholds"] = {c: float(thresholds.get(c, 0.5)) for c in CLASSES}
+    max_length = meta.setdefault("max_length", 128)
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= MAX_LENGTH_LIMIT:
+        raise ModelError(f"{path}: max_length must be a whole number of tokens in 1..{MAX_LENGTH_LIMIT}, got {max_length!r}")
     return meta
 
 

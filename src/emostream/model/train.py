@@ -371,8 +371,14 @@ def teacher_scores(cfg: TrainConfig, base: Path, train_enc, spoken_enc, dev_enc,
     meta_path = folder / "labels.json"
     if not (folder / "config.json").is_file() or not meta_path.is_file():
         raise UsageError(f"--teacher {folder}: not a checkpoint written by 'model train' (config.json and labels.json needed)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    head = meta.get("head", "sigmoid")
+    from emostream.model.onnx_backend import read_labels_file
+
+    try:
+        meta = read_labels_file(folder)
+    except ModelError as exc:
+        raise UsageError(f"--teacher {folder}: {exc}") from None
+    head = meta["head"]
+    own_thresholds = "thresholds" in json.loads(meta_path.read_text(encoding="utf-8"))  # else tuned on dev below
     vocab = json.loads((base / "config.json").read_text()).get("vocab_size")
     model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
     if model.config.vocab_size != vocab or model.config.num_labels != len(CLASSES):
@@ -384,7 +390,7 @@ def teacher_scores(cfg: TrainConfig, base: Path, train_enc, spoken_enc, dev_enc,
     out["spoken"] = _scores(predict_logits(model, spoken_enc, pad_id, cfg.device), head) if spoken_enc is not None else out["train"]
     dev_scores = _scores(predict_logits(model, dev_enc, pad_id, cfg.device), head)
     del model
-    thresholds = np.array([meta["thresholds"][c] for c in CLASSES]) if "thresholds" in meta else tune_thresholds(dev_scores, dev_gold)
+    thresholds = np.array([meta["thresholds"][c] for c in CLASSES]) if own_thresholds else tune_thresholds(dev_scores, dev_gold)
     summary = {"checkpoint": folder.name, "head": head, "layers": json.loads((folder / "config.json").read_text()).get("num_hidden_layers"),
                "dev_macro_f1": round(macro_f1(dev_scores, dev_gold, thresholds), 4),
                "distill_weight": cfg.distill_weight, "scoring_s": round(time.time() - t0, 1)}
