@@ -98,3 +98,25 @@ def test_credentials_with_any_text_round_trip_or_are_refused(username: str, pass
 
 def test_deeply_nested_json_is_a_config_error() -> None:
     assert _read(b"[" * 100_000) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=40),
+                 st.lists(st.sampled_from(["broker", "msg", "eos", "all", " cgrp ", "", "Broker", "nope"]), max_size=5).map(",".join)))
+def test_kafka_debug_env_gives_valid_librdkafka_settings_or_a_config_error(value):
+    # EMOSTREAM_KAFKA_DEBUG reaches every client's config: a value librdkafka would refuse at client
+    # creation (a traceback from deep inside a command) is refused up front, naming the variable.
+    from confluent_kafka import Producer
+
+    from emostream.kafka.configuration import KAFKA_DEBUG_CONTEXTS, KAFKA_DEBUG_ENV, kafka_debug_settings
+
+    try:
+        conf = kafka_debug_settings(value)
+    except ConfigError as exc:
+        assert KAFKA_DEBUG_ENV in str(exc)
+        return
+    if not conf:
+        assert not (value or "").replace(",", "").strip()
+        return
+    assert set(conf["debug"].split(",")) <= set(KAFKA_DEBUG_CONTEXTS)
+    Producer({"bootstrap.servers": "127.0.0.1:1", **conf})  # librdkafka accepts it

@@ -14,6 +14,7 @@ import binascii
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Callable
@@ -33,6 +34,43 @@ class _QuietLog:
 
 
 _QUIET = _QuietLog()
+
+# EMOSTREAM_KAFKA_DEBUG=CONTEXTS (librdkafka's ``debug``, e.g. "broker,msg,eos"): every client this
+# process makes logs those contexts on stderr. For "why does this device not deliver": the same
+# lines otherwise go to the DEBUG log only.
+KAFKA_DEBUG_ENV = "EMOSTREAM_KAFKA_DEBUG"
+
+
+class _StderrLog:
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        try:
+            line = fmt % args if args else fmt
+        except (TypeError, ValueError):
+            line = f"{fmt} {args}"
+        sys.stderr.write(f"librdkafka: {line}\n")
+
+
+# librdkafka's debug contexts (CONFIGURATION.md, 2.6+).
+KAFKA_DEBUG_CONTEXTS = ("generic", "broker", "topic", "metadata", "feature", "queue", "msg", "protocol", "cgrp",
+                        "security", "fetch", "interceptor", "plugin", "consumer", "admin", "eos", "mock", "assignor",
+                        "conf", "telemetry", "all")
+
+
+def kafka_debug_settings(value: str | None) -> dict[str, Any]:
+    """librdkafka settings for an ``EMOSTREAM_KAFKA_DEBUG`` value: none when unset or blank,
+    ConfigError (before any client exists) for a context librdkafka does not know."""
+    contexts = [c.strip() for c in (value or "").split(",") if c.strip()]
+    if not contexts:
+        return {}
+    unknown = [c for c in contexts if c not in KAFKA_DEBUG_CONTEXTS]
+    if unknown:
+        raise ConfigError(f"{KAFKA_DEBUG_ENV}: unknown librdkafka debug context(s) {', '.join(map(repr, unknown))}; "
+                          f"use a comma-separated list of: {', '.join(KAFKA_DEBUG_CONTEXTS)}")
+    return {"debug": ",".join(contexts), "logger": _StderrLog()}
+
+
+def _debug_settings() -> dict[str, Any]:
+    return kafka_debug_settings(os.environ.get(KAFKA_DEBUG_ENV))
 
 SECURITY_PROFILE_ENV = "EMOSTREAM_SECURITY_PROFILE"
 SCRAM_MECHANISM = "SCRAM-SHA-512"  # the one SASL mechanism our secure clusters enable
@@ -65,7 +103,7 @@ class ClientConfig:
 
     def librdkafka(self, **extra: Any) -> dict[str, Any]:
         """A librdkafka config dict: bootstrap, security, then ``extra`` (dots as keys)."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _QUIET, **self.security}
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": _QUIET, **self.security, **_debug_settings()}
         conf.update(extra)
         return conf
 
