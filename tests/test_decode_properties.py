@@ -11,10 +11,11 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from emostream.events import (
+    DEFAULT_MAX_TEXT_BYTES,
     InvalidEvent,
     SourceRef,
     Transcript,
@@ -24,6 +25,7 @@ from emostream.events import (
     decode_transcript,
     dead_letter_headers,
     derived_utterance_id,
+    new_utterance_id,
     parse_ts,
 )
 
@@ -214,3 +216,36 @@ def test_parse_ts_raises_only_value_error(text: str) -> None:
     except ValueError:
         return
     assert epoch == epoch and abs(epoch) < float("inf")
+
+
+_edge_texts = st.one_of(
+    st.text(max_size=300),
+    # One character many times: control characters are 6 bytes each once JSON-escaped.
+    st.builds(lambda c, n: c * n, st.characters(exclude_categories=("Cs",)), st.integers(1, DEFAULT_MAX_TEXT_BYTES)),
+    st.builds(lambda c, n: c * n, st.characters(categories=("Cc",)), st.integers(DEFAULT_MAX_TEXT_BYTES - 64, DEFAULT_MAX_TEXT_BYTES)),
+)
+
+
+@PROPERTY
+@given(_edge_texts)
+@example("\x01" * DEFAULT_MAX_TEXT_BYTES)
+def test_what_a_device_accepts_the_worker_decodes_and_the_reverse(text: str) -> None:
+    # The device refuses a transcript before spooling it exactly when the worker would dead-letter
+    # it: nothing spooled is refused later, nothing the worker takes is refused on the device.
+    from emostream.edge.input import TranscriptError, check_transcript as device_check
+
+    t = Transcript(device_id="pi-1", utterance_id=new_utterance_id(), text=text)
+    source = SourceRef("stt.transcripts", 0, 7)
+    try:
+        device_check(t)
+        on_device = None
+    except TranscriptError as exc:
+        on_device = str(exc)
+    try:
+        got = decode_transcript(b"pi-1", t.encode(), source)
+        in_worker = None
+    except InvalidEvent as exc:
+        in_worker = str(exc)
+    assert (on_device is None) == (in_worker is None), (on_device, in_worker)
+    if on_device is None:
+        assert got.text == text.strip()

@@ -30,13 +30,22 @@ from typing import Any
 
 from emostream.config import home_dir
 from emostream.edge.errors import SpoolCorruptError, SpoolError, SpoolFullError, SpoolRowError
-from emostream.events import DEFAULT_MAX_TEXT_BYTES, MAX_KEY_BYTES, InvalidEvent, check_device_id, check_utterance_id
+from emostream.events import (
+    DEFAULT_MAX_TEXT_BYTES,
+    MAX_KEY_BYTES,
+    InvalidEvent,
+    check_device_id,
+    check_utterance_id,
+    max_value_bytes,
+)
 
 DEFAULT_MAX_RECORDS = 100_000
 POLICIES = ("block", "drop-oldest")
 # The largest record value a row may hold: the largest transcript value the worker decodes
-# (events.decode_transcript refuses more before parsing), far under the broker's 1 MB.
-MAX_VALUE_BYTES = 4 * DEFAULT_MAX_TEXT_BYTES + 4096
+# (events.decode_transcript refuses more before parsing), far under the broker's 1 MB. (It was
+# 4 x text + 4 KB here and 6 x in the worker: text of control characters, 6 JSON bytes each, was
+# refused on the device although the worker takes it.)
+MAX_VALUE_BYTES = max_value_bytes(DEFAULT_MAX_TEXT_BYTES)
 MAX_TOPIC_CHARS = 249
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 RECENT_REJECTED = 5  # how many of the latest rejections status() shows
