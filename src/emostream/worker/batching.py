@@ -6,11 +6,12 @@ for that slot, and whatever arrives meanwhile shares its transaction (~2 ms of C
 a batch waits ``max_wait_s`` after its first record, however long ago the previous one closed.
 
 Why paced: the wait only pays when another record comes while a batch waits. At 10/s nothing
-waits now (`bench pipeline`, shared layout: p50 19-24 ms against 41 with the fixed 20 ms wait).
-With records evenly spaced at 50/s and 40 ms slots, records pair up: one waits ~20 ms, the next
-goes at once (2 records per transaction). Under load a transaction closes every 40 ms at most.
-Slots of 30 and 36 ms were measured too (docs/events.md): more, smaller transactions, more CPU
-per event, and no lower median at 50/s within the run-to-run spread.
+waits now (`bench pipeline`, shared layout: p50 16-24 ms against 41 with the fixed 20 ms wait).
+With records evenly spaced at 50/s and 30 ms slots, waits spread over 0-20 ms (median 10), 1.5
+records per transaction. Under load a transaction closes every 30 ms at most. 40 ms slots pair
+records up (one waits ~20 ms, the next goes at once), so half of them wait ~20 ms and the 50/s
+median sat at 40-44 ms; 20 ms slots give one record per transaction and ~6 ms of CPU per event
+at 50/s (docs/events.md).
 
 Pure: the caller passes the clock in, so the policy is tested without Kafka or sleeping.
 """

@@ -83,7 +83,7 @@ class WorkerSettings:
     # Paced (default): at most one batch closes per batch_wait_ms; a record that arrives longer than
     # that after the last batch closed goes at once. Not paced: a batch waits batch_wait_ms after its
     # first record. See worker/batching.py.
-    batch_wait_ms: float = 40.0
+    batch_wait_ms: float = 30.0
     paced_batches: bool = True
     txn_max_records: int = 1024
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
