@@ -31,7 +31,7 @@ def test_demo_prints_live_emotions_and_cleans_up(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "EMOSTREAM_HOME": str(home), "PYTHONPATH": str(REPO)}
     env.pop("EMOSTREAM_BOOTSTRAP", None)
-    cmd = [sys.executable, "-m", "emostream", "demo", "--duration", "25", "--devices", "3", "--rate", "1"]
+    cmd = [sys.executable, "-m", "emostream", "demo", "--duration", "15", "--devices", "3", "--rate", "1"]
     spec = model_spec()
     if spec:
         cmd += ["--model", spec]
