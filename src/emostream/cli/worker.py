@@ -10,6 +10,7 @@ import signal
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP
 from emostream.errors import UsageError
 from emostream.events import DEFAULT_MAX_TEXT_BYTES
+from emostream.worker.batching import DEFAULT_BATCH_WAIT_MS
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -21,8 +22,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--model", default=None, help="model name or folder, hf:PATH, or python:MODULE:FACTORY (default: the shipped model)")
     w.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: automatic)")
     w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
-    w.add_argument("--batch-wait-ms", type=float, default=30.0,
-                   help="at most one batch closes per this many ms (default 30): a record that comes longer than that "
+    w.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
+                   help=f"at most one batch closes per this many ms (default {DEFAULT_BATCH_WAIT_MS:g}): a record that comes longer than that "
                         "after the last batch closed goes at once, others wait for that slot with what comes meanwhile")
     w.add_argument("--fixed-batch-wait", action="store_true",
                    help="always wait the whole --batch-wait-ms for more records (the behaviour before paced batches)")

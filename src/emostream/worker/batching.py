@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 IDLE_POLL_S = 0.5  # how long one poll waits while no batch is open (bounds shutdown and health latency)
+DEFAULT_BATCH_WAIT_MS = 30.0  # the worker's --batch-wait-ms (see "Why paced" above)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class BatchPolicy:
     previous batch closed (``last_closed``), else ``max_wait_s`` after the batch's first record."""
 
     max_records: int = 64
-    max_wait_s: float = 0.040
+    max_wait_s: float = DEFAULT_BATCH_WAIT_MS / 1000.0
     paced: bool = True
 
     def __post_init__(self) -> None:

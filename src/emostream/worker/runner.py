@@ -38,7 +38,7 @@ from emostream.kafka.producer import transactional_producer
 from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
 from emostream.metrics import PipelineMetrics
 from emostream.model.base import Classifier
-from emostream.worker.batching import BatchPolicy
+from emostream.worker.batching import DEFAULT_BATCH_WAIT_MS, BatchPolicy
 from emostream.worker.changelog import DEFAULT_WINDOW_S, restore_digests
 from emostream.worker.checkpoint import TXN_TIMEOUT_S, Checkpoint, rewind
 from emostream.worker.dedupe import DEFAULT_CAPACITY, RecentIds
@@ -83,7 +83,7 @@ class WorkerSettings:
     # Paced (default): at most one batch closes per batch_wait_ms; a record that arrives longer than
     # that after the last batch closed goes at once. Not paced: a batch waits batch_wait_ms after its
     # first record. See worker/batching.py.
-    batch_wait_ms: float = 30.0
+    batch_wait_ms: float = DEFAULT_BATCH_WAIT_MS
     paced_batches: bool = True
     txn_max_records: int = 1024
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
