@@ -28,19 +28,24 @@ HEADS = ("sigmoid", "softmax")
 MAX_LENGTH_LIMIT = 8192  # tokens; far above any shipped model's 128
 
 
-def read_labels_file(folder: Path) -> dict:
-    """Load and check ``labels.json``: classes (must equal CLASSES), head, thresholds (class →
-    a number in [0, 1]; missing classes 0.5), max_length (a positive int, default 128).
-
-    A model folder can come from anywhere (``--model PATH``): anything else is a ModelError that
-    names the file and the field, never a KeyError or TypeError from deep inside the model."""
-    path = folder / "labels.json"
+def load_labels_json(path: Path) -> Any:
+    """``labels.json`` parsed as it is on disk (unchecked); ModelError when it cannot be read."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: cannot read labels file ({exc}); re-export the model with 'emostream model train'") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: must hold a JSON object, got {type(meta).__name__}")
+
+
+def check_labels(raw: Any, path: Path) -> dict:
+    """A checked copy of parsed ``labels.json``: classes (must equal CLASSES), head, thresholds
+    (class → a number in [0, 1]; missing classes 0.5), max_length (a positive int, default 128).
+
+    A model folder can come from anywhere (``--model PATH``, ``--teacher``): anything else is a
+    ModelError that names the file and the field, never a KeyError or TypeError from deep inside
+    the model."""
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: must hold a JSON object, got {type(raw).__name__}")
+    meta = dict(raw)
     classes = meta.get("classes", ())
     if not isinstance(classes, list) or tuple(classes) != CLASSES:
         raise ModelError(f"{path}: classes {classes!r} differ from emostream's {list(CLASSES)}")
@@ -59,6 +64,12 @@ def read_labels_file(folder: Path) -> dict:
     if isinstance(max_length, bool) or not isinstance(max_length, int) or not 1 <= max_length <= MAX_LENGTH_LIMIT:
         raise ModelError(f"{path}: max_length must be a whole number of tokens in 1..{MAX_LENGTH_LIMIT}, got {max_length!r}")
     return meta
+
+
+def read_labels_file(folder: Path) -> dict:
+    """``folder/labels.json`` loaded and checked (:func:`check_labels`)."""
+    path = folder / "labels.json"
+    return check_labels(load_labels_json(path), path)
 
 
 def scores_from_logits(logits: np.ndarray, head: str) -> np.ndarray:

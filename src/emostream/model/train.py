@@ -371,14 +371,15 @@ def teacher_scores(cfg: TrainConfig, base: Path, train_enc, spoken_enc, dev_enc,
     meta_path = folder / "labels.json"
     if not (folder / "config.json").is_file() or not meta_path.is_file():
         raise UsageError(f"--teacher {folder}: not a checkpoint written by 'model train' (config.json and labels.json needed)")
-    from emostream.model.onnx_backend import read_labels_file
+    from emostream.model.onnx_backend import check_labels, load_labels_json
 
     try:
-        meta = read_labels_file(folder)
+        raw = load_labels_json(meta_path)
+        meta = check_labels(raw, meta_path)
     except ModelError as exc:
         raise UsageError(f"--teacher {folder}: {exc}") from None
     head = meta["head"]
-    own_thresholds = "thresholds" in json.loads(meta_path.read_text(encoding="utf-8"))  # else tuned on dev below
+    own_thresholds = "thresholds" in raw  # else tuned on dev below
     vocab = json.loads((base / "config.json").read_text()).get("vocab_size")
     model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True, dtype=torch.float32)
     if model.config.vocab_size != vocab or model.config.num_labels != len(CLASSES):
