@@ -58,7 +58,11 @@ class LabCluster:
     lab: NetnsLab
     root: Path
     procs: dict[int, subprocess.Popen] = field(default_factory=dict)
-    admin_profile: Path | None = None  # secure clusters: how the tests get in
+
+    @property
+    def admin_profile(self) -> Path:
+        """How the tests get in: the admin profile 'certs init' wrote on the operator's machine."""
+        return self.root / "ops" / "security" / "admin.json"
 
     @property
     def bootstrap(self) -> str:
@@ -66,9 +70,7 @@ class LabCluster:
 
     @property
     def client(self) -> ClientConfig:
-        """The admin's way in: plaintext, or the admin profile of a secure cluster."""
-        if self.admin_profile is None:
-            return ClientConfig(self.bootstrap)
+        """The admin's way in (SASL_SSL)."""
         return ClientConfig.resolve(self.bootstrap, str(self.admin_profile))
 
     def exec_start(self, i: int) -> list[str]:
@@ -116,8 +118,8 @@ def _emostream(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def _lab(root: Path, secure: bool = False) -> Iterator[LabCluster]:
-    """Three hosts configured by 'kafka config' alone (and, secure, 'certs init' / 'certs issue --host')."""
+def _lab(root: Path) -> Iterator[LabCluster]:
+    """Three secure hosts configured by 'certs init', 'certs issue --host' and 'kafka config --secure' alone."""
     fetch.ensure_kafka(cache_dir())
     lab = NetnsLab(BROKERS + 1).open()
     cluster = LabCluster(lab, root)
@@ -127,18 +129,15 @@ def _lab(root: Path, secure: bool = False) -> Iterator[LabCluster]:
         java = shutil.which("java") or "java"
         lib = fetch.classpath(cache_dir())[:-2]
         ops = root / "ops"  # the operator's machine: the CA and the admin profile
-        secure_args = ["--secure", "--dir", str(ops)] if secure else []
-        if secure:
-            _emostream("certs", "init", "--dir", str(ops))
-            cluster.admin_profile = ops / "security" / "admin.json"
+        _emostream("certs", "init", "--dir", str(ops))
         for i in range(BROKERS):
             host = root / f"h{i}"
-            if secure:  # each host's own certificate, for the address the others and the clients use
-                _emostream("certs", "issue", "--host", lab.host_name(i), "--ip", lab.ip(i), "--dir", str(ops), "--out", str(host))
+            # Each host's own certificate, for the address the others and the clients use.
+            _emostream("certs", "issue", "--host", lab.host_name(i), "--ip", lab.ip(i), "--dir", str(ops), "--out", str(host))
             _emostream("kafka", "config", "--node-id", str(i), "--controllers", controllers,
                        "--advertise", lab.ip(i), "--listen", lab.ip(i), f"--cluster-id={cluster_id}", "--out", str(host),
                        "--data-dir", str(host / "data"), "--install-dir", str(host), "--kafka-lib", lib, "--java", java,
-                       "--heap-mb", "384", "--user", "root", *secure_args)
+                       "--heap-mb", "384", "--user", "root", "--secure", "--dir", str(ops))
 
         def format_storage(i: int) -> None:
             host = root / f"h{i}"
@@ -165,7 +164,7 @@ def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster
     """One secure 3-host lab for the module: SASL_SSL for clients, mTLS between the hosts, as a
     real deployment runs. The fault tests run on it too (a second, plaintext lab cost ~70 s of
     the suite's time on the 2-core CI box for nothing the secure one does not also check)."""
-    with _lab(tmp_path_factory.mktemp("hosts"), secure=True) as cluster:
+    with _lab(tmp_path_factory.mktemp("hosts")) as cluster:
         yield cluster
 
 
@@ -177,7 +176,6 @@ def test_secure_hosts_serve_clients_over_sasl_ssl_only(lab_cluster: LabCluster, 
 
     started = time.monotonic()
     cluster = lab_cluster
-    assert cluster.admin_profile is not None
     admin = Admin(cluster.client)
     topic = "stt.transcripts"
     create_topic(admin, plan_topic(topic, BROKERS, partitions=3))
@@ -280,11 +278,10 @@ def _produce_paced(client: ClientConfig, topic: str, items: list[Transcript], se
 
 def _start_worker(cluster: LabCluster, source: str, target: str, group: str, log: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "emostream", "worker", "--bootstrap", cluster.bootstrap, "--source-topic", source,
-            "--target-topic", target, "--group", group]
-    if cluster.admin_profile is not None:
-        # The admin produces the transcripts here, unsigned: the record key names the device.
-        # (Signed device identity has its own tests in test_security_kafka; these check the faults.)
-        argv += ["--security-profile", str(cluster.admin_profile), "--identity", "key"]
+            "--target-topic", target, "--group", group,
+            # The admin produces the transcripts here, unsigned: the record key names the device.
+            # (Signed device identity has its own tests in test_security_kafka; these check the faults.)
+            "--security-profile", str(cluster.admin_profile), "--identity", "key"]
     out = open(log, "ab")
     proc = subprocess.Popen(cluster.lab.cmd(WORKER_HOST, argv), stdout=out, stderr=subprocess.STDOUT)
     out.close()
