@@ -352,9 +352,9 @@ class _KillCluster:
         self.users_left = users
         self.cluster: LocalCluster | None = None
 
-    def take(self, directory: Path) -> LocalCluster:
+    def take(self, factory: pytest.TempPathFactory, name: str) -> LocalCluster:
         if self.cluster is None:
-            self.cluster = start_cluster(directory, self.brokers)
+            self.cluster = start_cluster(factory.mktemp(name), self.brokers)
         return self.cluster
 
     def give_back(self) -> None:
@@ -394,8 +394,8 @@ def _kill_clusters(request: pytest.FixtureRequest) -> Iterator[dict[str, _KillCl
 
 
 @contextlib.contextmanager
-def _fault_cluster(shared: _KillCluster, directory: Path) -> Iterator[LocalCluster]:
-    cluster = shared.take(directory)
+def _fault_cluster(shared: _KillCluster, factory: pytest.TempPathFactory, name: str) -> Iterator[LocalCluster]:
+    cluster = shared.take(factory, name)
     try:
         yield cluster
     finally:
@@ -407,7 +407,7 @@ def private_cluster(_kill_clusters: dict[str, _KillCluster], tmp_path_factory: p
     """A 3-broker cluster apart from the session's, for tests that kill brokers. The tests that
     use it run one after another on one worker and share it; each gets it with every broker live
     and may stop any (they are started again after the test)."""
-    with _fault_cluster(_kill_clusters["private_cluster"], tmp_path_factory.mktemp("kafka3-kill")) as cluster:
+    with _fault_cluster(_kill_clusters["private_cluster"], tmp_path_factory, "kafka3-kill") as cluster:
         yield cluster
 
 
@@ -415,7 +415,7 @@ def private_cluster(_kill_clusters: dict[str, _KillCluster], tmp_path_factory: p
 def private_broker(_kill_clusters: dict[str, _KillCluster], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A 1-broker cluster apart from the session's, for tests that stop it (a device's outage);
     shared like ``private_cluster``."""
-    with _fault_cluster(_kill_clusters["private_broker"], tmp_path_factory.mktemp("kafka1-stop")) as cluster:
+    with _fault_cluster(_kill_clusters["private_broker"], tmp_path_factory, "kafka1-stop") as cluster:
         yield cluster
 
 
