@@ -118,11 +118,18 @@ class Checkpoint:
             raise InvalidOffset(f"offset {offset} of {topic}[{partition}] is before the committed {floor}")
         self._offsets[tp] = offset
 
-    def offsets_to_commit(self) -> list[TopicPartition]:
-        """The consumer's position for each partition in the batch, checked against what was processed."""
+    def offsets_to_commit(self, positions: list[TopicPartition] | None = None) -> list[TopicPartition]:
+        """The consumer's position for each partition in the batch, checked against what was processed.
+        ``positions``: the positions taken when the batch closed (the consumer has polled on since);
+        default: ask the consumer now."""
         tps = [TopicPartition(t, p) for (t, p) in self._offsets]
+        if positions is None:
+            positions = self._consumer.position(tps)
+        else:
+            known = {(tp.topic, tp.partition): tp for tp in positions}
+            positions = [known.get((tp.topic, tp.partition), TopicPartition(tp.topic, tp.partition, -1001)) for tp in tps]
         out = []
-        for tp in self._consumer.position(tps):
+        for tp in positions:
             want = self._offsets[(tp.topic, tp.partition)] + 1
             if tp.offset < 0:
                 # No position yet after a seek past an unreadable record: the next offset to read
@@ -139,12 +146,14 @@ class Checkpoint:
         """The offsets this transaction commits (after prepare()), per partition."""
         return {(tp.topic, tp.partition): tp.offset for tp in (self._prepared[0] if self._prepared else [])}
 
-    def prepare(self) -> None:
-        """Fix what the commit will send, in the consumer's thread, before it polls again: the
-        consumer's position per partition (checked to move only forward) and the group metadata."""
+    def prepare(self, positions: list[TopicPartition] | None = None) -> None:
+        """Fix what the commit will send, in the consumer's thread: the consumer's position per
+        partition (checked to move only forward) and the group metadata. The position must be the
+        one when the batch closed: pass ``positions`` taken then if the consumer has polled since
+        (else a record polled for the next batch would be committed with this one)."""
         if not self._open:
             raise RuntimeError("prepare() without begin()")
-        offsets = self.offsets_to_commit() if self._offsets else []
+        offsets = self.offsets_to_commit(positions) if self._offsets else []
         for tp in offsets:
             floor = self._committed.get((tp.topic, tp.partition))
             if floor is not None and tp.offset < floor:
