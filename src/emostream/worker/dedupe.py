@@ -65,6 +65,16 @@ class RecentIds:
         self._staged_set.add((tp, digest))
         return True
 
+    def known(self, tp: PartitionKey, digest: bytes) -> bool:
+        """True when the id is seen or staged; changes nothing (not even the LRU order). Safe to
+        call from another thread while this one stages: a racing read may miss an id (the caller
+        stages it later with check_and_stage, which finds it), and an id it finds was staged by a
+        batch read earlier."""
+        if (tp, digest) in self._staged_set:
+            return True
+        seen = self._seen.get(tp)
+        return seen is not None and digest in seen
+
     def seal(self) -> None:
         """The open layer's transaction starts committing: what is staged from now on is the next one's."""
         self._sealed.append(self._staged)

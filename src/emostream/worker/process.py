@@ -72,6 +72,9 @@ class BatchResult:
     private: list[Output] = field(default_factory=list)  # copies of events in per-device topics
     changelog: list[Output] = field(default_factory=list)  # dedupe digests of newly seen ids
     duplicates: int = 0
+    # Classified without a dedupe window (``defer_dedupe``): each decoded record's utterance digest,
+    # in record order, for drop_duplicates to stage (the ids derived from offsets are not deduped).
+    digests: list[tuple[SourceRef, bytes]] = field(default_factory=list)
     model_s: float = 0.0
     model_calls: int = 0
 
@@ -180,6 +183,7 @@ def process_batch(
     device_topic: Callable[[str], str | None] | None = None,
     changelog_topic: str | None = None,
     poisoned: Mapping[SourceRef, str] | None = None,
+    defer_dedupe: bool = False,
 ) -> BatchResult:
     """Turn consumed records into outputs. Never skips a record: each one becomes an EmotionEvent,
     a dead letter, or (a recent duplicate utterance) is counted and dropped.
@@ -189,9 +193,15 @@ def process_batch(
     ``changelog_topic`` receives the digest of every newly seen utterance id in the source's
     partition (durable dedupe); ``poisoned`` names records that failed their transaction on their
     own before: they are dead-lettered with that reason instead of being processed again.
+
+    ``defer_dedupe``: stage nothing in ``recent`` (so this may run in another thread while the
+    caller stages an earlier batch's ids): ids ``recent`` already knows and repeats within the
+    batch are dropped as duplicates, the others' digests are listed in ``digests``, and the caller
+    drops the rest of the duplicates with :func:`drop_duplicates` (ids staged meanwhile).
     """
     result = BatchResult()
     valid: list[tuple[Record, Transcript, bytes | None]] = []
+    in_batch: set[tuple[str, int, bytes]] = set()  # defer_dedupe: the ids of this batch so far
     for rec in records:
         if rec.unreadable is not None:
             result.dead_letters.append(_dead_letter(dlq_topic, rec, "unreadable_record", rec.unreadable))
@@ -206,10 +216,17 @@ def process_batch(
             result.dead_letters.append(_dead_letter(dlq_topic, rec, exc.error_type, str(exc)))
             continue
         digest = None
-        if recent is not None and not is_derived_id(t.utterance_id):
+        if (recent is not None or defer_dedupe) and not is_derived_id(t.utterance_id):
             # Ids derived from offsets are unique by construction; only ids a device chose are deduped.
             digest = utterance_digest(t.device_id, t.utterance_id)
-            if not recent.check_and_stage((rec.topic, rec.partition), digest):
+            if defer_dedupe:
+                key = (rec.topic, rec.partition, digest)
+                if key in in_batch or (recent is not None and recent.known((rec.topic, rec.partition), digest)):
+                    result.duplicates += 1
+                    continue
+                in_batch.add(key)
+                result.digests.append((rec.source, digest))
+            elif recent is not None and not recent.check_and_stage((rec.topic, rec.partition), digest):
                 result.duplicates += 1
                 continue
         valid.append((rec, t, digest))
@@ -254,4 +271,21 @@ def process_batch(
         private = device_topic(t.device_id) if device_topic is not None else None
         if private is not None:
             result.private.append(Output(private, key, value, source=rec.source))
+    return result
+
+
+def drop_duplicates(result: BatchResult, recent: RecentIds) -> BatchResult:
+    """Stage the utterance ids of a batch classified with ``defer_dedupe`` and drop every output
+    of a record whose id was staged meanwhile. Run in the same thread as the staging, with nothing
+    staged meanwhile, the outputs are those process_batch gives with ``recent`` (tested)."""
+    dups: set[SourceRef] = set()
+    for source, digest in result.digests:
+        if not recent.check_and_stage((source.topic, source.partition), digest):
+            dups.add(source)
+    result.digests = []
+    if not dups:
+        return result
+    result.duplicates += len(dups)
+    for name in ("events", "private", "dead_letters", "changelog"):
+        setattr(result, name, [o for o in getattr(result, name) if o.source not in dups])
     return result
