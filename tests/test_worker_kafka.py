@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -110,17 +111,23 @@ def test_exactly_once_while_workers_join_and_leave(bootstrap: str, unique_name: 
     src, out, _ = make_topics(bootstrap, unique_name)
     workers = Workers(bootstrap, src, out, unique_name, tmp_path / "worker.log", model_spec())
     th, sent = _paced_producer(bootstrap, src, seconds=26)
+    # Small transactions fill up on the backlog each worker finds when it starts or is given
+    # partitions: full batches are classified in the model thread while the next batch is polled,
+    # so the rebalances also come while a batch is being classified.
+    small = (*FAST_SESSION, "--txn-max-records", "64")
     try:
-        a = workers.start("a", *FAST_SESSION)
-        b = workers.start("b", *FAST_SESSION)
+        a = workers.start("a", *small)
+        b = workers.start("b", *small)
         time.sleep(9)
-        c = workers.start("c", *FAST_SESSION)
+        c = workers.start("c", *small)
         time.sleep(9)
         assert stop(a) == 0  # a leaves cleanly mid-stream
         th.join()
         _drain_and_check("join/leave", bootstrap, out, sent, workers="a,b then +c then -a")
         assert b.poll() is None and c.poll() is None
         assert stop(b) == 0 and stop(c) == 0
+        prefetched = [int(n) for n in re.findall(r"aborted, (\d+) classified while the next was polled", workers.log.read_text())]
+        assert len(prefetched) == 3 and sum(prefetched) > 0, prefetched
     finally:
         th.join()
         workers.cleanup()

@@ -18,7 +18,7 @@ from emostream.worker.checkpoint import Checkpoint, rewind
 from emostream.worker.batching import IDLE_POLL_S
 from emostream.worker.runner import Worker, WorkerSettings
 from emostream.worker.dedupe import RecentIds, utterance_digest
-from emostream.worker.process import Output, Record, process_batch
+from emostream.worker.process import Output, Record, drop_duplicates, process_batch
 from tests.worker_helpers import KeywordClassifier
 
 
@@ -516,3 +516,221 @@ def test_worker_session_timeout_flag_is_a_usage_error_or_in_range(ms: int) -> No
     else:
         assert 1 <= ms <= 300_000
         WorkerSettings(session_timeout_ms=ms)  # what the flag passes on is accepted too
+
+
+# --- prefetch: under load the model classifies batch n while batch n+1 is polled ---------------------
+
+
+class _TMsg(_Msg):
+    def value(self):
+        return _t(f"u{self._offset}", "I am happy")
+
+
+class _SameIdMsg(_Msg):
+    def value(self):
+        return _t("u1", "I am happy")
+
+
+class StreamConsumer(FakeConsumer):
+    """A backlog of ``queued`` transcripts on src[0]: consume() hands them out in order and moves
+    the position, as librdkafka does. ``revoke_at``: on that consume() call, ``on_revoke`` runs
+    first (a rebalance callback) and the partition's remaining records are gone."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__({("src", 0): 0})
+        self.queue = [_TMsg(i) for i in range(queued)]
+        self.delivered = 0
+        self.consumes = 0
+        self.revoke_at: int | None = None
+        self.on_revoke = None
+
+    def consume(self, num_messages, timeout):
+        self.consumes += 1
+        if self.consumes == self.revoke_at:
+            self.on_revoke(self, [TopicPartition("src", 0)])
+            self.queue = []
+        out, self.queue = self.queue[:num_messages], self.queue[num_messages:]
+        self.delivered += len(out)
+        self.positions[("src", 0)] = self.delivered
+        if not out and timeout:
+            time.sleep(min(timeout, 0.01))
+        return out
+
+
+class WaitingClassifier(KeywordClassifier):
+    """Classifies once ``ready()`` is true (or after 5 s), so a test sees what the loop does
+    meanwhile; notes in ``order`` when each call starts (by its first utterance id)."""
+
+    def __init__(self, ready, order: list[str]) -> None:
+        super().__init__()
+        self.ready, self.order = ready, order
+        self.threads: list[str] = []
+
+    def classify(self, texts):
+        self.threads.append(threading.current_thread().name)
+        self.order.append(f"model {len(texts)}")
+        deadline = time.monotonic() + 5
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return super().classify(texts)
+
+
+class OrderedProducer(FakeProducer):
+    def __init__(self, order: list[str]) -> None:
+        super().__init__()
+        self.order = order
+        self.offsets_sent: list = []
+        self.await_model = False
+
+    def begin_transaction(self) -> None:
+        # The first transaction begins only once the model is busy with the next batch (or 2 s
+        # passed): the loop must not wait for this producer before it hands the model more work.
+        if self.await_model and "begin" not in self.order:
+            deadline = time.monotonic() + 2
+            while self.order.count("model 4") < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        self.order.append("begin")
+        super().begin_transaction()
+
+    def send_offsets_to_transaction(self, offsets, meta, timeout) -> None:
+        super().send_offsets_to_transaction(offsets, meta, timeout)
+        self.offsets_sent.append(self.sent_offsets)
+
+
+def _prefetching_worker(queued: int, ready) -> tuple[Worker, OrderedProducer, StreamConsumer]:
+    settings = WorkerSettings(source_topic="src", durable_dedupe=False, batch_max=4, txn_max_records=4)
+    order: list[str] = []
+    w = Worker(ClientConfig("localhost:1"), WaitingClassifier(ready, order), settings)
+    prod, cons = OrderedProducer(order), StreamConsumer(queued)
+    w._producer, w._consumer = prod, cons
+    return w, prod, cons
+
+
+def _events(prod: FakeProducer) -> list[str]:
+    return [json.loads(v)["utterance_id"] for t, _, v in prod.produced if t == "emotion.events"]
+
+
+def test_under_load_the_model_runs_while_the_loop_polls_and_produces_and_each_batch_commits_its_own_offsets() -> None:
+    holder: dict = {}
+    w, prod, cons = _prefetching_worker(10, lambda: holder["cons"].delivered >= 8)
+    holder["cons"] = cons
+    prod.await_model = True
+    first = w._collect()
+    assert [r.offset for r in first] == [0, 1, 2, 3] and w._filled
+    w._process(first)
+    w._settle()
+    # Both full batches were classified in the model thread: the second while the first was being
+    # produced (its model call starts before the first transaction begins).
+    assert w.classifier.threads == ["emostream-model_0"] * 2
+    assert w.classifier.order == ["model 4", "model 4", "begin", "begin"]
+    # Each transaction committed the position when its batch closed, not the one after later polls.
+    assert prod.offsets_sent == [[("src", 0, 4)], [("src", 0, 8)]] and w._committed == {("src", 0): 8}
+    assert _events(prod) == [f"u{i}" for i in range(8)] and w.batches == 2
+    # The last two records do not make a full batch: the next _collect takes them, in order.
+    assert w._classifying is None and [r.offset for r in w._collect()] == [8, 9]
+
+
+def test_duplicates_classified_in_the_model_thread_are_dropped_when_produced() -> None:
+    w, prod, cons = _prefetching_worker(8, lambda: True)
+    cons.queue[5] = _SameIdMsg(5)  # u1 again, in the second batch
+    w._recent.check_and_stage(("src", 0), _d("u2", "dev"))
+    w._recent.commit()  # u2 was seen before
+    while batch := w._collect():
+        w._process(batch)
+    w._settle()
+    assert _events(prod) == ["u0", "u1", "u3", "u4", "u6", "u7"]
+    assert w.classifier.threads and all(t.startswith("emostream-model") for t in w.classifier.threads)
+
+
+def test_a_revoke_while_prefetching_commits_the_classified_batch_first_and_drops_the_prefetched() -> None:
+    seen: dict = {}
+    w, prod, cons = _prefetching_worker(10, lambda: "revoking" in seen)
+
+    def on_revoke(consumer, partitions) -> None:
+        seen["revoking"] = list(w._pending)
+        w._on_revoke(consumer, partitions)
+        seen["calls"], seen["events"], seen["pending"] = list(prod.calls), _events(prod), list(w._pending)
+
+    cons.on_revoke = on_revoke
+    first = w._collect()
+    cons.revoke_at = cons.consumes + 2  # the second poll of the prefetch, after record 4 came
+    w._process(first)
+    assert [r.offset for r in seen["revoking"]] == [4]
+    # Inside the callback, the batch being classified was produced and committed in its own
+    # transaction before the partition went (it leaves between transactions), and the record
+    # polled for the next batch was dropped: its new owner reads it from the committed offset 4.
+    assert seen["calls"] == ["begin", "send_offsets", "commit"] and seen["events"] == ["u0", "u1", "u2", "u3"]
+    assert seen["pending"] == [] and prod.sent_offsets == [("src", 0, 4)]
+    assert w.batches == 1 and not w._in_txn and w._classifying is None and prod.calls.count("commit") == 1
+
+
+def test_an_abort_found_while_the_next_batch_is_classified_drops_it_and_rewinds() -> None:
+    err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+    w, prod, cons = _prefetching_worker(12, lambda: True)
+    prod.fail_commit = err
+    while not w.aborts and (batch := w._collect()):
+        w._process(batch)
+    # Batch 1 committed in the background and aborted; found when batch 2 was to be produced (with
+    # batch 3 already at the model, if it was polled by then): all are dropped, and the consumer is
+    # rewound to read them again.
+    assert prod.calls == ["begin", "send_offsets", "commit", "abort"]
+    assert w._rewind_needed and w._committed == {} and not w._pending and w._classifying is None and w.aborts == 1
+    assert w._recent.check_and_stage(("src", 0), _d("u0", "dev")) and w._recent.check_and_stage(("src", 0), _d("u4", "dev"))
+
+
+def test_an_idle_worker_never_prefetches() -> None:
+    w, prod, cons = _prefetching_worker(2, lambda: True)
+    batch = w._collect()
+    assert len(batch) == 2 and not w._filled
+    w._process(batch)
+    w._settle()
+    assert w.classifier.threads == [threading.current_thread().name] and w._modeller is None
+
+
+_values = st.one_of(
+    st.builds(lambda dev, uid, text: _t(uid, text, dev), st.sampled_from(["a", "b"]), st.sampled_from(["u1", "u2", "u3"]),
+              st.sampled_from(["I am happy", "so sad", "boom", "plain words"])),
+    st.sampled_from([b"plain text from a console", b"boom in plain text", b"{not json", b""]),
+    st.none(),
+)
+
+
+@given(
+    values=st.lists(st.tuples(_values, st.integers(0, 1)), max_size=12),
+    seen=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["u1", "u2", "u3"]), st.integers(0, 1)), max_size=4),
+)
+def test_deferred_dedupe_gives_the_outputs_of_inline_dedupe(values, seen) -> None:
+    """The model thread classifies with ``defer_dedupe`` and the loop drops duplicates after: for
+    any batch (duplicates within it and of ids seen before, bad records, texts the model fails on)
+    the outputs, the duplicate count, a refusal (the worker stops) and the dedupe window
+    afterwards are those of staging inline."""
+    offsets = {0: 0, 1: 0}
+    recs = []
+    for value, partition in values:
+        recs.append(Record("src", partition, offsets[partition], b"b" if value and b'"device_id":"b"' in value else b"a",
+                           value, 1_700_000_000_000))
+        offsets[partition] += 1
+    windows = []
+    for _ in range(2):
+        recent = RecentIds()
+        for dev, uid, partition in seen:
+            recent.check_and_stage(("src", partition), _d(uid, dev))
+        recent.commit()
+        windows.append(recent)
+    kw = dict(target_topic="o", dlq_topic="d", changelog_topic="src.dedupe", clock=lambda: 1_767_225_601.0)
+
+    def run(deferred: bool):
+        try:
+            res = process_batch(recs, KeywordClassifier(), recent=windows[deferred], defer_dedupe=deferred, **kw)
+            if deferred:
+                res = drop_duplicates(res, windows[1])
+            return res.outputs, res.duplicates
+        except ModelError as exc:
+            return "refused", str(exc)
+
+    inline = run(False)
+    assert inline == run(True)
+    if inline[0] == "refused":
+        return  # the worker stops: what it staged does not matter
+    probes = [(("src", p), _d(uid, dev)) for dev in "ab" for uid in ("u1", "u2", "u3") for p in (0, 1)]
+    assert [windows[0].check_and_stage(*pr) for pr in probes] == [windows[1].check_and_stage(*pr) for pr in probes]

@@ -10,10 +10,17 @@ produced after batch n's commit has settled, so outputs still commit in source o
 and each batch's outputs and offsets stay in one transaction. If batch n aborts, batch n+1 (read
 after it) is thrown away with it and both are read again from the committed offsets.
 
+Under load (a batch that closed full: a backlog), the model does not wait for the poll either:
+batch n+1 is classified in a model thread (ONNX Runtime releases the GIL) while this thread polls
+batch n+2 into the pending records. Only then is batch n+1 produced, so the order above holds;
+batch n+2 is not classified before n+1 is produced, so at most one batch is classified and not
+yet in a transaction.
+
 Rebalances happen between transactions: callbacks only run inside ``consume()``, and the revoke
-callback first waits for a committing transaction to settle, so a partition is never taken away
-while one of its records is in an open transaction; records of revoked partitions that were polled
-but not yet processed are dropped (their new owner reads them from the committed offset).
+callback first finishes a batch being classified (produced and committed in its own transaction)
+and waits for a committing transaction to settle, so a partition is never taken away while one of
+its records is classified, or in an open transaction; records of revoked partitions that were
+polled but not yet processed are dropped (their new owner reads them from the committed offset).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +49,7 @@ from emostream.worker.batching import DEFAULT_BATCH_WAIT_MS, BatchPolicy
 from emostream.worker.changelog import DEFAULT_WINDOW_S, restore_digests
 from emostream.worker.checkpoint import TXN_TIMEOUT_S, Checkpoint, rewind
 from emostream.worker.dedupe import DEFAULT_CAPACITY, RecentIds
-from emostream.worker.process import BatchResult, Record, process_batch
+from emostream.worker.process import BatchResult, Record, drop_duplicates, process_batch
 
 log = logging.getLogger("emostream.worker")
 
@@ -56,6 +63,9 @@ INIT_RETRY_PAUSE_S = 1.0
 MAX_SESSION_TIMEOUT_MS = 300_000
 COORDINATOR_NOT_READY = frozenset({"COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR"})
 HEALTH_STALE_S = 30.0
+# Prefetching (the model thread classifies a batch while this one polls the next): the longest one
+# poll waits, so the classified batch is produced this long at most after the model is done.
+PREFETCH_POLL_S = 0.005
 # A partition with records waiting whose committed offset has not moved for this long is stalled:
 # /healthz turns 503 and emostream_stalled_partitions counts it.
 DEFAULT_STALL_S = 60.0
@@ -140,6 +150,16 @@ class WorkerSettings:
 
 
 @dataclass
+class _Classifying:
+    """A batch the model thread is classifying while this thread polls the next one."""
+
+    batch: list[Record]
+    since: float
+    future: Future[BatchResult]
+    positions: list[TopicPartition]  # the consumer's, when the batch closed (it polls on meanwhile)
+
+
+@dataclass
 class _Committing:
     """A batch whose transaction is committing (in the background when pipelined)."""
 
@@ -189,6 +209,10 @@ class Worker:
         # Read at scrape time, so a loop blocked inside a commit still shows its stall.
         self.metrics.stalled.set_function(lambda: len(self.stalled_partitions()))
         self._pending: list[Record] = []
+        self._opened_at: float | None = None  # when the first pending record was polled
+        self._filled = False  # the last batch closed because it was full (under load: prefetch)
+        self._classifying: _Classifying | None = None
+        self._modeller: ThreadPoolExecutor | None = None
         self._in_txn = False
         self._committing: _Committing | None = None
         self._committer: ThreadPoolExecutor | None = None
@@ -200,6 +224,7 @@ class Worker:
         self._consumer: Any = None
         self._producer: Any = None
         self.batches = 0
+        self.prefetched = 0  # batches classified in the model thread while the next was polled
         self.aborts = 0
         self._aborts_in_row = 0
 
@@ -311,15 +336,18 @@ class Worker:
                     self._process(batch)
                 else:
                     self._settle()  # idle: nothing to overlap the commit with
+            self._finish_classifying()
             self._settle()
         finally:
             self._running = False
+            self._drop_classifying()
             self._settle_quietly()
             self._close()
 
     def _close(self) -> None:
-        if self._committer is not None:
-            self._committer.shutdown(wait=True)
+        for pool in (self._modeller, self._committer):
+            if pool is not None:
+                pool.shutdown(wait=True)
         try:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group now: partitions move without waiting for the session timeout
@@ -328,13 +356,16 @@ class Worker:
                 self._registry.close()
             if self._producer is not None:
                 self._producer.flush(5)
-            log.info("worker stopped after %d batches (%d aborted)", self.batches, self.aborts)
+            log.info("worker stopped after %d batches (%d aborted, %d classified while the next was polled)",
+                     self.batches, self.aborts, self.prefetched)
 
     # -- rebalance -----------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         # Runs inside consume(), between transactions. The committed offsets seed the lag and
-        # stall checks; the changelog gives back the utterance ids of the dedupe window.
+        # stall checks; the changelog gives back the utterance ids of the dedupe window (a batch the
+        # model thread classifies meanwhile does not touch that window: its ids are staged here,
+        # when it is produced).
         try:
             for tp in consumer.committed(partitions, timeout=TXN_TIMEOUT_S):
                 if tp.offset >= 0:
@@ -355,13 +386,16 @@ class Worker:
         log.info("assigned %s (%d recent utterance ids restored)", _names(partitions), restored)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        # Callbacks run inside consume(); a transaction still committing settles first, so the
-        # partitions leave between transactions.
+        # Callbacks run inside consume(); a batch being classified is produced and committed, and
+        # a transaction still committing settles first, so the partitions leave between transactions.
+        self._finish_classifying()
         self._settle()
         assert not self._in_txn, "rebalance callback during an open transaction"
         gone = {(tp.topic, tp.partition) for tp in partitions}
         before = len(self._pending)
         self._pending[:] = [r for r in self._pending if (r.topic, r.partition) not in gone]
+        if not self._pending:
+            self._opened_at = None
         for tp in gone:
             self._recent.drop_partition(tp)
             self._committed.pop(tp, None)
@@ -377,43 +411,55 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def _collect(self) -> list[Record]:
-        """Poll until the batch policy closes the batch, stop() is called, or an idle poll passes."""
-        self._pending = []
-        opened_at: float | None = None
-        if self._registry is not None:
-            self._registry.refresh()
+    def _collect(self, prefetch: bool = False) -> list[Record]:
+        """Poll until the batch policy closes the batch, stop() is called, or an idle poll passes.
+
+        ``prefetch``: the model thread is classifying the previous batch; poll until this batch is
+        full or the model is done, and leave the records pending (the next call continues with
+        them). Records polled so far stay in ``self._pending`` between calls, where a rebalance
+        callback or an abort can drop them."""
+        if self._registry is not None and not prefetch:
+            self._registry.refresh()  # not while the model thread verifies signatures
         limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
         paced = self.policy.paced
         if self._batch_limit is not None:
             limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
         drain = False  # paced: the last poll brought records; take what else is fetched already, without waiting
+        full = False
         while not self._stop.is_set():
             if self._rewind_needed:
                 # A transaction aborted: everything polled after its records is read again.
                 self._rewind_needed = False
                 self._pending.clear()
-                opened_at = None
+                self._opened_at = None
                 drain = False
                 rewind(self._consumer)
             now = time.monotonic()
             size = len(self._pending)
             full = size >= self.policy.max_records or (limit is not None and size >= limit)
-            if full or (not drain and self.policy.is_closed(size, opened_at, now, self._last_closed)):
+            if full:
+                break
+            if prefetch:
+                if self._classifying is None or self._classifying.future.done():
+                    break
+            elif not drain and self.policy.is_closed(size, self._opened_at, now, self._last_closed):
                 break
             # consume() waits until it has num_messages or the timeout passes, so an empty batch
             # asks for one record (returns as soon as it arrives). Paced, a poll that brought
             # records is followed by one that takes whatever else is fetched already (timeout 0),
             # before the batch may close. Every poll's records join the batch before the next
             # poll: a rebalance callback inside consume() must see all of them to drop those of a
-            # revoked partition.
+            # revoked partition. Prefetching, polls are short, so the model's batch is produced
+            # soon after the model is done.
             room = max(1, self.policy.room(size)) if self._pending else 1
             if limit is not None:
                 room = max(1, min(room, limit - size))
-            if drain:
+            if prefetch:
+                msgs = self._consumer.consume(num_messages=room, timeout=PREFETCH_POLL_S)
+            elif drain:
                 msgs = self._consumer.consume(num_messages=room, timeout=0)
             else:
-                timeout = self.policy.poll_timeout(size, opened_at, now, self._last_closed)
+                timeout = self.policy.poll_timeout(size, self._opened_at, now, self._last_closed)
                 msgs = self._consumer.consume(num_messages=room, timeout=timeout)
             drain = paced and bool(msgs) and not drain
             self._last_poll = time.monotonic()
@@ -433,11 +479,14 @@ class Worker:
                 ts_type, ts = m.timestamp()
                 self._pending.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), ts if ts_type else None,
                                             m.headers() if headers else None))
-            if self._pending and opened_at is None:
-                opened_at = self._last_poll
-            if not msgs and not self._pending:
+            if self._pending and self._opened_at is None:
+                self._opened_at = self._last_poll
+            if not msgs and not self._pending and not prefetch:
                 break  # idle: let the loop do its housekeeping
-        batch, self._pending = self._pending, []
+        if prefetch:
+            return []
+        batch, self._pending, self._opened_at = self._pending, [], None
+        self._filled = full
         if batch:
             self._last_closed = time.monotonic()
         return batch
@@ -469,16 +518,58 @@ class Worker:
 
     def _process(self, batch: list[Record]) -> None:
         """Classify the batch (while the previous batch may still be committing), then, once that
-        one has settled, produce the batch in its own transaction and start committing it."""
+        one has settled, produce the batch in its own transaction and start committing it.
+
+        A full batch (under load) goes to the model thread instead, and this thread keeps the
+        model busy: it polls the next batch meanwhile; once the model is done and the next batch
+        is full too, that one goes to the model before this one is produced, and so on until the
+        load drops. The model thread only reads: utterance ids are staged here, in batch order,
+        when a batch is produced (``drop_duplicates``)."""
+        since = time.monotonic()
+        if not (self.settings.pipeline and self._filled):
+            self._produce(batch, self._classify(batch), since)
+            return
+        self._start_classifying(batch, since)
+        while self._classifying is not None:
+            self._collect(prefetch=True)
+            c, self._classifying = self._classifying, None
+            if c is None:
+                return  # a rebalance callback inside the poll produced it
+            result = c.future.result()
+            if self._next_is_full():
+                self._last_closed = time.monotonic()
+                nxt, self._pending, self._opened_at = self._pending, [], None
+                self._start_classifying(nxt, self._last_closed)
+            self._produce(c.batch, result, c.since, c.positions)
+
+    def _next_is_full(self) -> bool:
+        """The records polled meanwhile make a full batch that may go to the model now."""
+        if self._stop.is_set() or self._rewind_needed:
+            return False
+        limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
+        if self._batch_limit is not None:
+            limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
+        size = len(self._pending)
+        return size >= self.policy.max_records or (limit is not None and size >= limit)
+
+    def _start_classifying(self, batch: list[Record], since: float) -> None:
+        # The offsets this batch commits are the positions now, before the consumer polls on.
+        positions = self._consumer.position([TopicPartition(t, p) for t, p in dict.fromkeys((r.topic, r.partition) for r in batch)])
+        if self._modeller is None:
+            self._modeller = ThreadPoolExecutor(1, thread_name_prefix="emostream-model")
+        self._classifying = _Classifying(batch, since, self._modeller.submit(self._classify, batch, True), positions)
+        self.prefetched += 1
+
+    def _classify(self, batch: list[Record], in_model_thread: bool = False) -> BatchResult:
         s = self.settings
         registry = self._registry
-        since = time.monotonic()
-        result = process_batch(
+        return process_batch(
             batch,
             self.classifier,
             target_topic=s.target_topic,
             dlq_topic=s.dead_letter_topic,
-            recent=self._recent,
+            recent=self._recent,  # only read in the model thread (RecentIds.known)
+            defer_dedupe=in_model_thread,
             max_text_bytes=s.max_text_bytes,
             model_batch=s.batch_max,
             verify=registry.verify if registry is not None else None,
@@ -486,8 +577,30 @@ class Worker:
             changelog_topic=s.changelog_topic,
             poisoned=self._poisoned,
         )
+
+    def _finish_classifying(self) -> None:
+        """Produce the batch the model thread classified (waiting for it), if there is one."""
+        c, self._classifying = self._classifying, None
+        if c is not None:
+            self._produce(c.batch, c.future.result(), c.since, c.positions)
+
+    def _drop_classifying(self) -> None:
+        """Wait for the model thread and forget its batch: not produced, so read again by whoever
+        owns its partitions next (after an abort, or on the way out of an error)."""
+        c, self._classifying = self._classifying, None
+        if c is not None:
+            wait([c.future])
+
+    def _produce(self, batch: list[Record], result: BatchResult, since: float,
+                 positions: list[TopicPartition] | None = None) -> None:
+        """Produce a classified batch and its offsets in one transaction, once the previous one
+        has settled; commit it in the background when pipelined. ``positions``: the consumer's
+        when the batch closed, if it has polled since (default: its positions now)."""
+        s = self.settings
         if not self._settle():
             return  # the previous batch aborted; this one, read after it, is read again
+        if result.digests:
+            result = drop_duplicates(result, self._recent)  # classified in the model thread
         cp = Checkpoint(self._producer, self._consumer, None, self._committed)
         self._txn_since = since
         self._txn_partitions = {(r.topic, r.partition) for r in batch}
@@ -498,7 +611,7 @@ class Worker:
                 cp.produce(out)
             for rec in batch:
                 cp.store_offset(rec.topic, rec.partition, rec.offset)
-            cp.prepare()
+            cp.prepare(positions)
         except TransactionAborted as exc:
             self._in_txn = False
             self._aborted(batch, cp, exc)
@@ -558,7 +671,9 @@ class Worker:
         """A transaction aborted: forget staged ids (of this batch and any read after it), rewind
         before the next poll, find the culprit or back off."""
         self._recent.rollback()
+        self._drop_classifying()  # read after the aborted batch: read again too
         self._pending.clear()
+        self._opened_at = None
         self._rewind_needed = True
         self.aborts += 1
         self._aborts_in_row += 1
