@@ -351,6 +351,7 @@ class _KillCluster:
         self.brokers = brokers
         self.users_left = users
         self.cluster: LocalCluster | None = None
+        self.stopping: threading.Thread | None = None  # the last user's cluster going down
 
     def take(self, factory: pytest.TempPathFactory, name: str) -> LocalCluster:
         if self.cluster is None:
@@ -363,7 +364,10 @@ class _KillCluster:
         if cluster is None:
             return
         if self.users_left <= 0:
-            cluster.down()
+            # In the background: after a broker kill the survivors' shutdown can wait out its
+            # timeout (30 s in one CI run) while this worker could run other tests.
+            self.stopping = threading.Thread(target=cluster.down, name="fault-cluster-down")
+            self.stopping.start()
             return
         try:
             for broker in cluster.status(probe=False).brokers:
@@ -391,6 +395,8 @@ def _kill_clusters(request: pytest.FixtureRequest) -> Iterator[dict[str, _KillCl
         for each in shared.values():
             if each.cluster is not None:
                 each.cluster.down()
+            if each.stopping is not None:
+                each.stopping.join()
 
 
 @contextlib.contextmanager
