@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 
 import pytest
 from hypothesis import given
+from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal, WorkerError
+from emostream.errors import InvalidOffset, ModelError, TransactionAborted, TransactionFatal, UsageError, WorkerError
 from emostream.events import Transcript
 from emostream.kafka.types import KafkaError, KafkaException, TopicPartition
 from emostream.kafka.configuration import ClientConfig
@@ -495,27 +497,59 @@ def test_paced_batches_take_what_is_fetched_and_wait_only_for_the_next_slot() ->
 def test_a_session_timeout_the_consumer_would_refuse_is_refused_up_front(ms: int) -> None:
     """librdkafka refuses session.timeout.ms above max.poll.interval.ms (5 min) only when the
     consumer is created, after the model has loaded: the settings say so at once."""
-    with pytest.raises(ValueError, match="session timeout must be 1..300000 ms"):
+    with pytest.raises(UsageError, match="--session-timeout-ms must be 1..300000"):
         WorkerSettings(session_timeout_ms=ms)
 
 
-@given(st.integers(min_value=-10**12, max_value=10**12))
-def test_worker_session_timeout_flag_is_a_usage_error_or_in_range(ms: int) -> None:
-    import argparse
+# Each numeric flag of ``emostream worker``, the values it may take, and whether ``value`` is one.
+_WORKER_FLAGS = {
+    "--batch-max": lambda v: v >= 1,
+    "--txn-max-records": lambda v: v >= 1,
+    "--max-text-bytes": lambda v: v >= 1,
+    "--session-timeout-ms": lambda v: 1 <= v <= 300_000,
+    "--batch-wait-ms": lambda v: 0 <= v < math.inf,
+    "--max-latency-ms": lambda v: 0 < v < math.inf,
+    "--dedupe-window-h": lambda v: 0 < v * 3600.0 < math.inf,
+    "--stall-after-s": lambda v: 0 < v < math.inf,
+}
+_INT_FLAGS = {"--batch-max", "--txn-max-records", "--max-text-bytes", "--session-timeout-ms"}
 
-    from emostream.cli.worker import _check
-    from emostream.errors import UsageError
 
-    args = argparse.Namespace(batch_max=64, batch_wait_ms=40.0, session_timeout_ms=ms, txn_max_records=1024,
-                              max_text_bytes=8192, static_membership=False, instance_id=None, max_latency_ms=None,
-                              dedupe_window_h=24.0, stall_after_s=60.0, metrics_port=None)
+_PARSER: list = []  # the CLI's parser, built once (argparse takes ~20 ms to build it)
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(_WORKER_FLAGS)), st.integers(-10**12, 10**12) | st.floats(allow_nan=True, allow_infinity=True))
+def test_every_worker_flag_value_is_a_usage_error_naming_it_or_a_setting_in_range(flag: str, value) -> None:
+    """What the command line hands the worker is checked once, by WorkerSettings: a value out of
+    range (NaN and infinities too) is refused naming its flag, anything else is in range."""
+    from emostream.cli import build_parser
+    from emostream.cli.worker import settings_from_args
+
+    if flag in _INT_FLAGS:
+        value = int(value) if isinstance(value, int) or math.isfinite(value) else 0
+    text = repr(value) if isinstance(value, float) else str(value)  # 'nan', 'inf', '1e+300' parse as floats
+    if not _PARSER:
+        _PARSER.append(build_parser())
+    args = _PARSER[0].parse_args(["worker", f"{flag}={text}"])
     try:
-        _check(args)
+        made = settings_from_args(args, secure=False)
     except UsageError as exc:
-        assert "--session-timeout-ms" in str(exc) and not 1 <= ms <= 300_000
+        assert flag in str(exc), str(exc)
+        assert not _WORKER_FLAGS[flag](getattr(args, flag[2:].replace("-", "_")))
     else:
-        assert 1 <= ms <= 300_000
-        WorkerSettings(session_timeout_ms=ms)  # what the flag passes on is accepted too
+        assert _WORKER_FLAGS[flag](getattr(args, flag[2:].replace("-", "_")))
+        assert made.identity == "key"  # --identity auto on a cluster without logins
+
+
+def test_static_membership_without_an_instance_id_is_refused_naming_both_flags() -> None:
+    from emostream.cli import build_parser
+    from emostream.cli.worker import settings_from_args
+
+    with pytest.raises(UsageError, match="--static-membership needs --instance-id"):
+        settings_from_args(build_parser().parse_args(["worker", "--static-membership"]), secure=True)
+    made = settings_from_args(build_parser().parse_args(["worker", "--static-membership", "--instance-id", "w1"]), secure=True)
+    assert made.static_membership and made.identity == "signed"
 
 
 # --- prefetch: under load the model classifies batch n while batch n+1 is polled ---------------------

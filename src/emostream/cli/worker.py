@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
+from typing import TYPE_CHECKING
 
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP
 from emostream.errors import UsageError
 from emostream.events import DEFAULT_MAX_TEXT_BYTES
 from emostream.worker.batching import DEFAULT_BATCH_WAIT_MS
+
+if TYPE_CHECKING:
+    from emostream.worker import WorkerSettings
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -73,45 +76,20 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _check(args: argparse.Namespace) -> None:
-    from emostream.worker.runner import MAX_SESSION_TIMEOUT_MS
-
-    if args.batch_max < 1:
-        raise UsageError(f"--batch-max must be at least 1, got {args.batch_max}")
-    if not 0 <= args.batch_wait_ms < math.inf:
-        raise UsageError(f"--batch-wait-ms must be a finite number ≥ 0, got {args.batch_wait_ms}")
-    if not 1 <= args.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
-        raise UsageError(f"--session-timeout-ms must be 1..{MAX_SESSION_TIMEOUT_MS} (at most the consumer's "
-                         f"max.poll.interval.ms), got {args.session_timeout_ms}")
-    if args.txn_max_records < 1:
-        raise UsageError(f"--txn-max-records must be at least 1, got {args.txn_max_records}")
-    if args.max_text_bytes < 1:
-        raise UsageError(f"--max-text-bytes must be at least 1, got {args.max_text_bytes}")
-    if args.static_membership and not args.instance_id:
-        raise UsageError("--static-membership needs --instance-id (a name that stays the same across restarts, e.g. %H-%i)")
-    if args.max_latency_ms is not None and args.max_latency_ms <= 0:
-        raise UsageError(f"--max-latency-ms must be positive, got {args.max_latency_ms}")
-    if args.dedupe_window_h <= 0:
-        raise UsageError(f"--dedupe-window-h must be positive, got {args.dedupe_window_h}")
-    if args.stall_after_s <= 0:
-        raise UsageError(f"--stall-after-s must be positive, got {args.stall_after_s}")
+    """The flags that do not become WorkerSettings (which checks the rest itself)."""
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         raise UsageError(f"--metrics-port must be between 0 and 65535, got {args.metrics_port}")
 
 
-def _run_worker(args: argparse.Namespace) -> int:
-    from emostream.kafka.configuration import ClientConfig
-    from emostream.worker import Worker, WorkerSettings
-    from emostream.worker.health import HealthServer
-    from emostream.worker.logs import setup_logging
-    from emostream.worker.model import load_model
+def settings_from_args(args: argparse.Namespace, secure: bool) -> WorkerSettings:
+    """The worker's settings from its flags (checked there, by WorkerSettings). ``secure``: the
+    cluster takes SASL logins (``--identity auto`` then means signed transcripts)."""
+    from emostream.worker import WorkerSettings
 
-    _check(args)
-    setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
-    client = ClientConfig.resolve(args.bootstrap, args.security_profile)
     identity = args.identity
     if identity == "auto":
-        identity = "signed" if client.security.get("sasl.mechanisms") else "key"
-    settings = WorkerSettings(
+        identity = "signed" if secure else "key"
+    return WorkerSettings(
         source_topic=args.source_topic,
         target_topic=args.target_topic,
         group=args.group,
@@ -131,6 +109,19 @@ def _run_worker(args: argparse.Namespace) -> int:
         paced_batches=not args.fixed_batch_wait,
         static_membership=args.static_membership,
     )
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from emostream.kafka.configuration import ClientConfig
+    from emostream.worker import Worker
+    from emostream.worker.health import HealthServer
+    from emostream.worker.logs import setup_logging
+    from emostream.worker.model import load_model
+
+    _check(args)
+    setup_logging(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    client = ClientConfig.resolve(args.bootstrap, args.security_profile)
+    settings = settings_from_args(args, secure=bool(client.security.get("sasl.mechanisms")))
     worker = Worker(client, load_model(args.model, args.threads), settings)
     worker.check_topics()
     server = None

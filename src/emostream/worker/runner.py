@@ -26,6 +26,7 @@ polled but not yet processed are dropped (their new owner reads them from the co
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP, dedupe_topic, dlq_topic
-from emostream.errors import TopicError, TransactionAborted, WorkerError
+from emostream.errors import TopicError, TransactionAborted, UsageError, WorkerError
 from emostream.events import DEFAULT_MAX_TEXT_BYTES, SourceRef
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
@@ -121,16 +122,32 @@ class WorkerSettings:
     consumer_extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.identity not in IDENTITIES:
-            raise ValueError(f"identity must be one of {', '.join(IDENTITIES)}, got {self.identity!r}")
-        if self.dedupe_window_s <= 0 or self.stall_after_s <= 0:
-            raise ValueError("dedupe window and stall timeout must be positive")
-        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
-            raise ValueError(f"max latency must be positive, got {self.max_latency_ms}")
+        """Every setting checked once, here (the CLI passes its flags on unchecked): a
+        :class:`UsageError` naming the ``emostream worker`` flag, as the consumer or the policy
+        would refuse the value later (after the model has loaded) or misbehave with it (NaN
+        passes every comparison)."""
+
+        def positive(value: float, flag: str, unit: str = "") -> None:
+            if not 0 < value < math.inf:
+                raise UsageError(f"{flag} must be a positive finite number, got {value}{unit}")
+
+        for value, flag in ((self.batch_max, "--batch-max"), (self.txn_max_records, "--txn-max-records"),
+                            (self.max_text_bytes, "--max-text-bytes"), (self.dedupe_capacity, "dedupe_capacity")):
+            if value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}")
+        if not 0 <= self.batch_wait_ms < math.inf:
+            raise UsageError(f"--batch-wait-ms must be a finite number ≥ 0, got {self.batch_wait_ms}")
         if not 1 <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
-            raise ValueError(f"session timeout must be 1..{MAX_SESSION_TIMEOUT_MS} ms, got {self.session_timeout_ms}")
+            raise UsageError(f"--session-timeout-ms must be 1..{MAX_SESSION_TIMEOUT_MS} (at most the consumer's "
+                             f"max.poll.interval.ms), got {self.session_timeout_ms}")
+        if self.max_latency_ms is not None:
+            positive(self.max_latency_ms, "--max-latency-ms")
+        positive(self.dedupe_window_s, "the dedupe window (--dedupe-window-h)", " s")
+        positive(self.stall_after_s, "--stall-after-s")
+        if self.identity not in IDENTITIES:
+            raise UsageError(f"--identity must be one of {', '.join(IDENTITIES)}, got {self.identity!r}")
         if self.static_membership and not self.instance_id:
-            raise ValueError("static membership needs a stable instance id (--instance-id)")
+            raise UsageError("--static-membership needs --instance-id (a name that stays the same across restarts, e.g. %H-%i)")
 
     @property
     def changelog_topic(self) -> str | None:
