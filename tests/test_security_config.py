@@ -13,7 +13,7 @@ from cryptography import x509
 from emostream.cluster.config import ClusterSettings, local_nodes, server_properties, voters_of
 from emostream.cluster.state import ClusterState
 from emostream.errors import ConfigError, UsageError
-from emostream.security.ca import CertificateAuthority, describe
+from emostream.cluster.tls import CertificateAuthority, describe
 from emostream.security.files import (
     SecurityFiles,
     ensure_cluster_material,
@@ -22,7 +22,7 @@ from emostream.security.files import (
     issue_device_cert,
     scram_format_args,
 )
-from emostream.security.listeners import broker_principal_rule, secure_node, secure_properties
+from emostream.cluster.config import broker_principal_rule, secure_node, secure_properties
 from emostream.kafka.configuration import ClientConfig, librdkafka_security, read_security_profile
 from emostream.kafka.security import AclSpec
 from emostream.security.profile import client_profile, java_client_properties, read_profile

@@ -25,7 +25,7 @@ from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer
 from emostream.kafka.types import OFFSET_BEGINNING, TopicPartition
-from emostream.security.ca import CertificateAuthority
+from emostream.cluster.tls import CertificateAuthority
 from emostream.security.files import SecurityFiles
 from emostream.security.users import remove_user
 from emostream.signing import DeviceKeys, DeviceSigner, decode_key_record

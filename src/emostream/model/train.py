@@ -481,7 +481,6 @@ def train(cfg: TrainConfig) -> dict:
     """Run the whole pipeline; writes the model folder to ``cfg.out`` and returns the report dict."""
     try:
         import torch
-        import transformers  # noqa: F401
         from transformers import AutoTokenizer
     except ImportError as exc:
         raise ModelError(f"training needs the train extra: pip install -e '.[train]' ({exc.name} missing)") from None
