@@ -590,6 +590,9 @@ class StreamConsumer(FakeConsumer):
             time.sleep(min(timeout, 0.01))
         return out
 
+    def get_watermark_offsets(self, tp, cached=False):
+        return 0, self.delivered + len(self.queue)
+
 
 class WaitingClassifier(KeywordClassifier):
     """Classifies once ``ready()`` is true (or after 5 s), so a test sees what the loop does
@@ -698,6 +701,63 @@ def test_a_revoke_while_prefetching_commits_the_classified_batch_first_and_drops
     assert w.batches == 1 and not w._in_txn and w._classifying is None and prod.calls.count("commit") == 1
 
 
+def test_partitions_lost_while_prefetching_drop_the_classified_batch_instead_of_committing_it() -> None:
+    """on_lost (the group let this member go): the batch in the model thread is not produced, as
+    the member's group metadata would no longer fence its offsets; the new owner reads it again."""
+    seen: dict = {}
+    w, prod, cons = _prefetching_worker(10, lambda: "lost" in seen)
+
+    def on_lost(consumer, partitions) -> None:
+        seen["lost"] = True
+        w._on_lost(consumer, partitions)
+
+    cons.on_revoke = on_lost
+    first = w._collect()
+    cons.revoke_at = cons.consumes + 2
+    w._process(first)
+    w._settle()
+    assert _events(prod) == [] and w.batches == 0 and prod.calls.count("begin") == 0
+    assert w._classifying is None and w._pending == [] and ("src", 0) not in w._committed
+
+
+class _CountingRegistry:
+    """A device registry that trusts every record and counts its refreshes (which must never
+    overlap a classification in the model thread, where verify and private_topic run)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.refreshes = 0
+
+    def refresh(self) -> None:
+        c = self.worker._classifying
+        assert c is None or c.future.done(), "registry refreshed while the model thread verifies"
+        self.refreshes += 1
+
+    def verify(self, rec, t) -> None:
+        return None
+
+    def private_topic(self, device_id: str) -> None:
+        return None
+
+
+def test_a_long_backlog_still_refreshes_the_device_registry_and_the_lag_checks() -> None:
+    """Batch after full batch goes to the model thread without _collect()'s housekeeping: the
+    hand-offs run it, or a backlog lasting hours would freeze device keys, lag and stall checks."""
+    holder: dict = {}
+    # The model finishes once the next batch is full (or the backlog is gone): a chain of hand-offs.
+    w, prod, cons = _prefetching_worker(40, lambda: len(holder["w"]._pending) >= 4 or not holder["cons"].queue)
+    holder.update(w=w, cons=cons)
+    registry = _CountingRegistry(w)
+    lag_checks: list[float] = []
+    w._update_lag = lambda: lag_checks.append(time.monotonic())
+    first = w._collect()
+    w._registry = registry  # after the first _collect, so only the hand-offs count
+    w._process(first)
+    w._settle()
+    assert w.batches == w.prefetched >= 2
+    assert registry.refreshes >= w.prefetched - 1 and len(lag_checks) >= w.prefetched - 1
+
+
 def test_an_abort_found_while_the_next_batch_is_classified_drops_it_and_rewinds() -> None:
     err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
     w, prod, cons = _prefetching_worker(12, lambda: True)
@@ -766,5 +826,8 @@ def test_deferred_dedupe_gives_the_outputs_of_inline_dedupe(values, seen) -> Non
     assert inline == run(True)
     if inline[0] == "refused":
         return  # the worker stops: what it staged does not matter
+    # The LRU order too (a duplicate refreshes its id's place, so a device that re-sends it keeps
+    # it remembered), then membership.
+    assert {tp: list(ids) for tp, ids in windows[0]._seen.items()} == {tp: list(ids) for tp, ids in windows[1]._seen.items()}
     probes = [(("src", p), _d(uid, dev)) for dev in "ab" for uid in ("u1", "u2", "u3") for p in (0, 1)]
     assert [windows[0].check_and_stage(*pr) for pr in probes] == [windows[1].check_and_stage(*pr) for pr in probes]

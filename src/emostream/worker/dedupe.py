@@ -75,6 +75,16 @@ class RecentIds:
         seen = self._seen.get(tp)
         return seen is not None and digest in seen
 
+    def touch(self, tp: PartitionKey, digest: bytes) -> None:
+        """An id found to be a duplicate by ``known`` (in another thread): move it to the young end
+        of the LRU, as ``check_and_stage`` does on a hit, so a device that keeps re-sending it
+        keeps it remembered. Call it in the thread that stages."""
+        if (tp, digest) in self._staged_set:
+            return
+        seen = self._seen.get(tp)
+        if seen is not None and digest in seen:
+            seen.move_to_end(digest)
+
     def seal(self) -> None:
         """The open layer's transaction starts committing: what is staged from now on is the next one's."""
         self._sealed.append(self._staged)

@@ -75,6 +75,8 @@ class BatchResult:
     # Classified without a dedupe window (``defer_dedupe``): each decoded record's utterance digest,
     # in record order, for drop_duplicates to stage (the ids derived from offsets are not deduped).
     digests: list[tuple[SourceRef, bytes]] = field(default_factory=list)
+    # ... and the ids the dedupe window already knew (dropped), for drop_duplicates to refresh.
+    known: list[tuple[SourceRef, bytes]] = field(default_factory=list)
     model_s: float = 0.0
     model_calls: int = 0
 
@@ -197,7 +199,8 @@ def process_batch(
     ``defer_dedupe``: stage nothing in ``recent`` (so this may run in another thread while the
     caller stages an earlier batch's ids): ids ``recent`` already knows and repeats within the
     batch are dropped as duplicates, the others' digests are listed in ``digests``, and the caller
-    drops the rest of the duplicates with :func:`drop_duplicates` (ids staged meanwhile).
+    drops the rest of the duplicates with :func:`drop_duplicates` (ids staged meanwhile), which
+    also refreshes the ids found known in the window's LRU (listed in ``known``).
     """
     result = BatchResult()
     valid: list[tuple[Record, Transcript, bytes | None]] = []
@@ -221,8 +224,12 @@ def process_batch(
             digest = utterance_digest(t.device_id, t.utterance_id)
             if defer_dedupe:
                 key = (rec.topic, rec.partition, digest)
-                if key in in_batch or (recent is not None and recent.known((rec.topic, rec.partition), digest)):
+                if key in in_batch:
                     result.duplicates += 1
+                    continue
+                if recent is not None and recent.known((rec.topic, rec.partition), digest):
+                    result.duplicates += 1
+                    result.known.append((rec.source, digest))
                     continue
                 in_batch.add(key)
                 result.digests.append((rec.source, digest))
@@ -275,14 +282,16 @@ def process_batch(
 
 
 def drop_duplicates(result: BatchResult, recent: RecentIds) -> BatchResult:
-    """Stage the utterance ids of a batch classified with ``defer_dedupe`` and drop every output
-    of a record whose id was staged meanwhile. Run in the same thread as the staging, with nothing
+    """Stage the utterance ids of a batch classified with ``defer_dedupe``, drop every output of a
+    record whose id was staged meanwhile, and refresh the known ids' places in the LRU. Run in the same thread as the staging, with nothing
     staged meanwhile, the outputs are those process_batch gives with ``recent`` (tested)."""
+    for source, digest in result.known:
+        recent.touch((source.topic, source.partition), digest)
     dups: set[SourceRef] = set()
     for source, digest in result.digests:
         if not recent.check_and_stage((source.topic, source.partition), digest):
             dups.add(source)
-    result.digests = []
+    result.digests, result.known = [], []
     if not dups:
         return result
     result.duplicates += len(dups)

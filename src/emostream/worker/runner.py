@@ -424,6 +424,10 @@ class Worker:
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning("lost %s (session expired); their new owner resumes from the committed offsets", _names(partitions))
+        # A batch the model thread classified is dropped, not produced: the group has let this
+        # member go, so its group metadata no longer fences a commit of those offsets, and their
+        # new owner reads the records again from the committed offsets.
+        self._drop_classifying()
         self._on_revoke(consumer, partitions)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -553,6 +557,12 @@ class Worker:
             if c is None:
                 return  # a rebalance callback inside the poll produced it
             result = c.future.result()
+            # The model thread is idle until the next batch goes to it: the loop's housekeeping
+            # (the registry of device keys, lag and stall checks) runs here too, else a backlog
+            # that keeps the batches full for hours would freeze it.
+            self._update_lag()
+            if self._registry is not None:
+                self._registry.refresh()
             if self._next_is_full():
                 self._last_closed = time.monotonic()
                 nxt, self._pending, self._opened_at = self._pending, [], None
@@ -616,7 +626,7 @@ class Worker:
         s = self.settings
         if not self._settle():
             return  # the previous batch aborted; this one, read after it, is read again
-        if result.digests:
+        if result.digests or result.known:
             result = drop_duplicates(result, self._recent)  # classified in the model thread
         cp = Checkpoint(self._producer, self._consumer, None, self._committed)
         self._txn_since = since
