@@ -18,9 +18,10 @@ yet in a transaction.
 
 Rebalances happen between transactions: callbacks only run inside ``consume()``, and the revoke
 callback first finishes a batch being classified (produced and committed in its own transaction;
-a lost assignment drops it instead) and waits for a committing transaction to settle, so a partition is never taken away while one of
-its records is classified, or in an open transaction; records of revoked partitions that were
-polled but not yet processed are dropped (their new owner reads them from the committed offset).
+a lost assignment drops it instead) and waits for a committing transaction to settle, so a
+partition is never taken away while one of its records is classified, or in an open transaction;
+records of revoked partitions that were polled but not yet processed are dropped (their new owner
+reads them from the committed offset).
 """
 
 from __future__ import annotations
