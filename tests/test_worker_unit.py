@@ -758,6 +758,47 @@ def test_a_long_backlog_still_refreshes_the_device_registry_and_the_lag_checks()
     assert registry.refreshes >= w.prefetched - 1 and len(lag_checks) >= w.prefetched - 1
 
 
+class _BadMsg(_Msg):
+    """A record the consumer cannot read (librdkafka reports it as an error at its offset)."""
+
+    def error(self):
+        return KafkaError(KafkaError._BAD_MSG, "corrupt record")
+
+
+class _RepeatingConsumer(StreamConsumer):
+    """StreamConsumer whose queue may repeat an offset (an error reported again): the position
+    is the highest offset handed out + 1, as librdkafka's."""
+
+    def __init__(self, msgs) -> None:
+        super().__init__(0)
+        self.queue = list(msgs)
+        self.next_offset = 0
+
+    def consume(self, num_messages, timeout):
+        out = super().consume(num_messages, timeout)
+        self.next_offset = max([self.next_offset, *(m.offset() + 1 for m in out)])
+        self.positions[("src", 0)] = self.next_offset
+        return out
+
+
+def test_an_unreadable_records_error_repeated_while_its_batch_is_classified_is_not_handled_twice() -> None:
+    """librdkafka may report an unreadable record again after the worker seeked past it. If the
+    repeat comes while that record's batch is in the model thread (in neither the pending records
+    nor the committed offsets), it is still a repeat: no seek back, no second dead letter (which
+    would have made the next transaction store an offset below the committed one)."""
+    w, prod, _ = _prefetching_worker(0, lambda: cons.consumes >= 3)
+    cons = w._consumer = _RepeatingConsumer([_TMsg(0), _TMsg(1), _BadMsg(2), _TMsg(3), _BadMsg(2), _TMsg(4), _TMsg(5), _TMsg(6), _TMsg(7)])
+    first = w._collect()
+    assert [r.offset for r in first] == [0, 1, 2, 3] and w._filled
+    w._process(first)
+    while batch := w._collect():
+        w._process(batch)
+    w._settle()
+    assert cons.seeks == [("src", 0, 3)]  # past the bad record once, never back
+    assert [t for t, _, _ in prod.produced].count("src.dlq") == 1
+    assert _events(prod) == [f"u{i}" for i in (0, 1, 3, 4, 5, 6, 7)] and w._committed == {("src", 0): 8}
+
+
 def test_an_abort_found_while_the_next_batch_is_classified_drops_it_and_rewinds() -> None:
     err = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
     w, prod, cons = _prefetching_worker(12, lambda: True)

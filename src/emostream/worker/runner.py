@@ -228,6 +228,10 @@ class Worker:
         self.metrics.stalled.set_function(lambda: len(self.stalled_partitions()))
         self._pending: list[Record] = []
         self._opened_at: float | None = None  # when the first pending record was polled
+        # The highest offset polled per partition since the last rewind: an unreadable record's
+        # error repeated at or below it is one already handled (its batch may be in the model
+        # thread or committing, in neither _pending nor _committed).
+        self._handed: dict[tuple[str, int], int] = {}
         self._filled = False  # the last batch closed because it was full (under load: prefetch)
         self._classifying: _Classifying | None = None
         self._modeller: ThreadPoolExecutor | None = None
@@ -412,6 +416,8 @@ class Worker:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         before = len(self._pending)
         self._pending[:] = [r for r in self._pending if (r.topic, r.partition) not in gone]
+        for tp in gone:
+            self._handed.pop(tp, None)
         if not self._pending:
             self._opened_at = None
         for tp in gone:
@@ -453,6 +459,7 @@ class Worker:
                 # A transaction aborted: everything polled after its records is read again.
                 self._rewind_needed = False
                 self._pending.clear()
+                self._handed.clear()
                 self._opened_at = None
                 drain = False
                 rewind(self._consumer)
@@ -495,12 +502,14 @@ class Worker:
                         unreadable = self._unreadable(m, err)
                         if unreadable is not None:
                             self._pending.append(unreadable)
+                            self._handed[(unreadable.topic, unreadable.partition)] = unreadable.offset
                     else:
                         self._consumer_error(err)
                     continue
                 ts_type, ts = m.timestamp()
                 self._pending.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), ts if ts_type else None,
                                             m.headers() if headers else None))
+                self._handed[(m.topic(), m.partition())] = m.offset()
             if self._pending and self._opened_at is None:
                 self._opened_at = self._last_poll
             if not msgs and not self._pending and not prefetch:
@@ -524,7 +533,7 @@ class Worker:
             return None
         tp = (msg.topic(), msg.partition())
         floor = self._committed.get(tp, -1)
-        if offset < floor or any((r.topic, r.partition) == tp and r.offset >= offset for r in self._pending):
+        if offset < floor or offset <= self._handed.get(tp, -1):
             return None  # a repeat of one already handled
         log.warning("cannot read %s[%d]@%d (%s): dead-lettering it by coordinates", tp[0], tp[1], offset, err.str())
         self._consumer.seek(TopicPartition(tp[0], tp[1], offset + 1))
