@@ -283,8 +283,9 @@ def process_batch(
 
 def drop_duplicates(result: BatchResult, recent: RecentIds) -> BatchResult:
     """Stage the utterance ids of a batch classified with ``defer_dedupe``, drop every output of a
-    record whose id was staged meanwhile, and refresh the known ids' places in the LRU. Run in the same thread as the staging, with nothing
-    staged meanwhile, the outputs are those process_batch gives with ``recent`` (tested)."""
+    record whose id was staged meanwhile, and refresh the known ids' places in the LRU. Run in the
+    same thread as the staging, with nothing staged meanwhile, the outputs and the window are those
+    process_batch gives with ``recent`` (tested)."""
     for source, digest in result.known:
         recent.touch((source.topic, source.partition), digest)
     dups: set[SourceRef] = set()

@@ -416,11 +416,10 @@ class Worker:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         before = len(self._pending)
         self._pending[:] = [r for r in self._pending if (r.topic, r.partition) not in gone]
-        for tp in gone:
-            self._handed.pop(tp, None)
         if not self._pending:
             self._opened_at = None
         for tp in gone:
+            self._handed.pop(tp, None)
             self._recent.drop_partition(tp)
             self._committed.pop(tp, None)
             self._progress.pop(tp, None)
@@ -448,10 +447,8 @@ class Worker:
         callback or an abort can drop them."""
         if self._registry is not None and not prefetch:
             self._registry.refresh()  # not while the model thread verifies signatures
-        limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
+        limit = self._record_limit()
         paced = self.policy.paced
-        if self._batch_limit is not None:
-            limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
         drain = False  # paced: the last poll brought records; take what else is fetched already, without waiting
         full = False
         while not self._stop.is_set():
@@ -465,7 +462,7 @@ class Worker:
                 rewind(self._consumer)
             now = time.monotonic()
             size = len(self._pending)
-            full = size >= self.policy.max_records or (limit is not None and size >= limit)
+            full = self._is_full(size, limit)
             if full:
                 break
             if prefetch:
@@ -516,6 +513,21 @@ class Worker:
                 break  # idle: let the loop do its housekeeping
         if prefetch:
             return []
+        return self._close_batch(full)
+
+    def _record_limit(self) -> int | None:
+        """Records per transaction beyond ``policy.max_records``: the latency budget's share at the
+        measured cost per record, and the cap while a failing batch is being narrowed down."""
+        limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
+        if self._batch_limit is not None:
+            limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
+        return limit
+
+    def _is_full(self, size: int, limit: int | None) -> bool:
+        return size >= self.policy.max_records or (limit is not None and size >= limit)
+
+    def _close_batch(self, full: bool) -> list[Record]:
+        """The pending records as a batch; ``full``: it closed because it was (under load: prefetch)."""
         batch, self._pending, self._opened_at = self._pending, [], None
         self._filled = full
         if batch:
@@ -574,20 +586,14 @@ class Worker:
             if self._registry is not None:
                 self._registry.refresh()
             if self._next_is_full():
-                self._last_closed = time.monotonic()
-                nxt, self._pending, self._opened_at = self._pending, [], None
-                self._start_classifying(nxt, self._last_closed)
+                self._start_classifying(self._close_batch(True), self._last_closed)
             self._produce(c.batch, result, c.since, c.positions)
 
     def _next_is_full(self) -> bool:
         """The records polled meanwhile make a full batch that may go to the model now."""
         if self._stop.is_set() or self._rewind_needed:
             return False
-        limit = latency_cap(self.settings.max_latency_ms, self._record_cost_s, self.settings.batch_max)
-        if self._batch_limit is not None:
-            limit = self._batch_limit if limit is None else min(limit, self._batch_limit)
-        size = len(self._pending)
-        return size >= self.policy.max_records or (limit is not None and size >= limit)
+        return self._is_full(len(self._pending), self._record_limit())
 
     def _start_classifying(self, batch: list[Record], since: float) -> None:
         # The offsets this batch commits are the positions now, before the consumer polls on.
