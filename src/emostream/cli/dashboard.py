@@ -31,6 +31,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     if args.history_minutes <= 0:
         raise UsageError(f"--history-minutes must be positive, got {args.history_minutes}")
+    stop = threading.Event()
+    # SIGTERM (systemd, the demo, a container runtime) stops as cleanly as Ctrl-C does: from
+    # before the URL is printed, since whoever reads it may stop us at once.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         dashboard = serve(
             bootstrap=args.bootstrap,
@@ -46,9 +50,6 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; pick another with --port") from exc
     print(f"dashboard: {dashboard.url} (topic {args.topic}, dead letters {args.dlq_topic}); Ctrl-C stops it", flush=True)
-    stop = threading.Event()
-    # SIGTERM (systemd, the demo, a container runtime) stops as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         stop.wait()
     finally:
