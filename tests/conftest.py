@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import sys
 import threading
@@ -22,9 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from emostream.cluster import LocalCluster
-from emostream.cluster.brokers import _pid_alive, cluster_ports_free
+from emostream.cluster import LocalCluster, fetch
+from emostream.cluster.brokers import _pid_alive
+from emostream.cluster.brokers import free_base_port as brokers_free_base_port
 from emostream.cluster.config import INTERNAL_OFFSET
+from emostream.config import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "goemotions"
@@ -34,9 +35,14 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "goemotions"
 # lived and lightly loaded, and C2 compiling behind them was most of their CPU: on the idle 2-core
 # VM a 3-broker boot plus 20 s idle took 32.5 s of CPU (ready in 27.5 s) with C2, 17 s (10.5 s)
 # with C1 only. The java launcher reads JDK_JAVA_OPTIONS (and says so on stderr).
-_C1_ONLY = "-XX:TieredStopAtLevel=1"
-if _C1_ONLY not in os.environ.get("JDK_JAVA_OPTIONS", ""):
-    os.environ["JDK_JAVA_OPTIONS"] = f"{os.environ.get('JDK_JAVA_OPTIONS', '')} {_C1_ONLY}".strip()
+# They also map the brokers' class-data archive that 'make test' builds ('emostream kafka fetch'):
+# LocalCluster passes it to its own JVMs, this passes it to the rest (the netns lab's brokers, the
+# console tools), which run from the same cached jars. ~13 brokers boot at once at the start of a
+# run; with the archive each takes about half the CPU.
+_JVM_FLAGS = ["-XX:TieredStopAtLevel=1", *fetch.class_archive_options(cache_dir())]
+for _flag in _JVM_FLAGS:
+    if _flag not in os.environ.get("JDK_JAVA_OPTIONS", ""):
+        os.environ["JDK_JAVA_OPTIONS"] = f"{os.environ.get('JDK_JAVA_OPTIONS', '')} {_flag}".strip()
 
 
 # Clusters of the tests take their ports from 20000-32767: below Linux's ephemeral range
@@ -65,14 +71,8 @@ def _port_slice(brokers: int) -> tuple[int, int]:
 
 
 def free_base_port(brokers: int) -> int:
-    """A base port whose client, controller and internal ports are all free right now."""
-    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
-    low, high = _port_slice(brokers)
-    for _ in range(200):
-        base = rng.randrange(low, high)
-        if cluster_ports_free(base, brokers):
-            return base
-    raise RuntimeError("no free port range found")
+    """A base port in this worker's slice whose client, controller and internal ports are all free right now."""
+    return brokers_free_base_port(*_port_slice(brokers), brokers)
 
 
 def start_cluster(directory: Path, brokers: int) -> LocalCluster:

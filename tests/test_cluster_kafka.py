@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from emostream.cluster import LocalCluster
+from emostream.cluster import LocalCluster, fetch
+from emostream.cluster.brokers import build_class_archive
+from emostream.config import cache_dir
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
@@ -147,3 +149,39 @@ def test_cli_without_java_says_what_to_install(tmp_path: Path) -> None:
     assert "Java not found on PATH" in result.stderr
     assert "openjdk-17" in result.stderr
     assert not (tmp_path / "c").exists()
+
+
+def _maps_archive(pid: int | None, archive: Path) -> bool:
+    """True when the JVM ``pid`` has ``archive`` mapped (it loaded its classes from it)."""
+    assert pid is not None
+    return any(line.endswith(f" {archive}") for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+
+
+def test_the_session_brokers_load_their_classes_from_the_archive(kafka_cluster: LocalCluster) -> None:
+    archive = fetch.class_archive(kafka_cluster.cache)
+    assert archive.is_file(), "make test builds it ('emostream kafka fetch'); without it every broker boots on twice the CPU"
+    assert all(_maps_archive(kafka_cluster.pid(n), archive) for n in range(3))
+
+
+def test_a_broken_class_archive_is_ignored_then_rebuilt(tmp_path: Path) -> None:
+    """A cache whose archive is not this Java's (an upgraded JDK, a torn copy): a JVM given it runs
+    as without it, and says nothing of it; 'kafka fetch' replaces it with one this Java maps (the
+    session brokers' test above checks that brokers then load from it)."""
+    cache = tmp_path / "cache"
+    home = fetch.kafka_home(cache)
+    home.mkdir(parents=True)
+    (home / "lib").symlink_to(fetch.kafka_home(cache_dir()) / "lib")  # the cached jars, without copying them
+    (home / ".complete").write_text(fetch.KAFKA_VERSION + "\n")
+    archive = fetch.class_archive(cache)
+    archive.write_bytes(os.urandom(64 * 1024))
+    assert not fetch.class_archive_usable(cache)
+    tool = subprocess.run(["java", *fetch.class_archive_options(cache), "-cp", fetch.classpath(cache),
+                           "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "JDK_JAVA_OPTIONS"})
+    assert tool.returncode == 0 and len(tool.stdout.strip()) == 22 and "\n" not in tool.stdout.strip(), tool.stdout + tool.stderr
+    said: list[str] = []
+    assert build_class_archive(cache, progress=said.append) == archive
+    assert fetch.class_archive_usable(cache) and any("building" in line for line in said)
+    said.clear()
+    build_class_archive(cache, progress=said.append)
+    assert said == []  # usable: nothing to do

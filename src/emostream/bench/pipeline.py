@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from emostream.cluster import LocalCluster
-from emostream.cluster.brokers import cluster_ports_free
+from emostream.cluster.brokers import free_base_port
 from emostream.cluster.config import INTERNAL_OFFSET
 from emostream.edge.simulate import device_names
 from emostream.errors import ClusterError, UsageError
@@ -210,15 +210,6 @@ def _texts(n: int, seed: int = 7) -> list[str]:
 # (32768-60999 by default), where a port free when checked may be taken by an outgoing connection
 # before the broker binds it (the range was 20000-50000).
 BENCH_PORTS = (10000, 20000 - INTERNAL_OFFSET - 1)
-
-
-def _free_base() -> int:
-    rng = random.Random(os.getpid())
-    for _ in range(200):
-        base = rng.randrange(*BENCH_PORTS)
-        if cluster_ports_free(base):
-            return base
-    raise ClusterError("no free ports for the benchmark's Kafka")
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -673,7 +664,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         else:
             _say(f"starting a 1-broker Kafka in {tmp}")
             cluster = LocalCluster(tmp / "kafka", progress=_say)
-            cluster.up(brokers=1, base_port=_free_base(), heap_mb=512)
+            cluster.up(brokers=1, base_port=free_base_port(*BENCH_PORTS), heap_mb=512)
             client = ClientConfig(cluster.bootstrap)
         admin = Admin(client)
         run = f"bench-{int(time.time())}-{os.getpid()}"

@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from emostream.cluster.config import (
     DEFAULT_BASE_PORT,
     DEFAULT_HEAP_MB,
     DEFAULT_REAUTH_S,
+    INTERNAL_OFFSET,
     LOG4J2_PROPERTIES,
     ClusterSettings,
     NodeSpec,
@@ -160,6 +163,16 @@ def cluster_ports_free(base_port: int, brokers: int = 1) -> bool:
     return all(port_free(LOCAL_HOST, listener.port) for node in nodes for listener in node.listeners)
 
 
+def free_base_port(low: int, high: int, brokers: int = 1) -> int:
+    """A base port in ``low..high`` whose ports for a local cluster of ``brokers`` nodes are all free now."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(low, high)
+        if cluster_ports_free(base, brokers):
+            return base
+    raise ClusterError(f"no free ports for a {brokers}-node Kafka in {low}..{high}")
+
+
 class LocalCluster:
     """A KRaft cluster of N combined broker+controller nodes on this host, kept in one folder."""
 
@@ -167,6 +180,10 @@ class LocalCluster:
         self.dir = Path(directory).absolute()
         self.cache = cache or cache_dir()
         self._say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+        # The brokers' JVM flags for the class-data archive: mapping it (the default), or, for
+        # build_class_archive, writing it at exit, in an environment of its own.
+        self._class_archive: list[str] | None = None
+        self._env: dict[str, str] | None = None
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -336,9 +353,11 @@ class LocalCluster:
             write_private(self._config_file(node.node_id), text.encode())
 
     def _java(self, state: ClusterState, main: str, args: list[str], heap_mb: int) -> list[str]:
+        archive = self._class_archive if main == "kafka.Kafka" else None
         return [
             fetch.require_java(),
             *jvm_options(heap_mb),
+            *(fetch.class_archive_options(self.cache, state.kafka_version) if archive is None else archive),
             f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
             "-cp",
             fetch.classpath(self.cache, state.kafka_version),
@@ -360,7 +379,8 @@ class LocalCluster:
         for node in nodes:
             cmd = self._java(state, "kafka.tools.StorageTool",
                              ["format", f"--cluster-id={state.cluster_id}", "-c", str(self._config_file(node.node_id)), "--ignore-formatted", *extra], 256)
-            procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, umask=PRIVATE_UMASK)))
+            procs.append((node, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, umask=PRIVATE_UMASK,
+                                                 env=self._env)))
         for node, proc in procs:
             out, _ = proc.communicate(timeout=120)
             if proc.returncode != 0:
@@ -371,7 +391,7 @@ class LocalCluster:
         log = os.open(self.log_file(node.node_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    umask=PRIVATE_UMASK)
+                                    umask=PRIVATE_UMASK, env=self._env)
         finally:
             os.close(log)
         _children[proc.pid] = proc
@@ -485,3 +505,46 @@ class LocalCluster:
             return ClientConfig.resolve(None, str(SecurityFiles.of_cluster(self.dir).admin_profile),
                                         local=lambda: state.bootstrap(self.dir))
         return ClientConfig(state.bootstrap(self.dir))
+
+
+# Ports of the throwaway broker build_class_archive starts: below Linux's ephemeral range
+# (32768-60999), where a port free when checked may be taken by an outgoing connection before the
+# broker binds it.
+ARCHIVE_PORTS = (10000, 20000 - INTERNAL_OFFSET - 1)
+_ARCHIVE_FLAGS = ("-XX:SharedArchiveFile=", "-XX:ArchiveClassesAtExit=", "-Xshare:")
+
+
+def build_class_archive(cache: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
+    """Write the brokers' class-data archive (see :func:`fetch.class_archive_options`) unless this
+    ``java`` can already use the one there: one throwaway broker is started with
+    ``-XX:ArchiveClassesAtExit`` and stopped cleanly, and its JVM writes the classes it loaded on
+    the way out (~10 s, once per Kafka version and Java build). The file is replaced atomically, so
+    a cluster starting meanwhile maps the old archive or the new one, never half of one."""
+    cache = cache or cache_dir()
+    target = fetch.class_archive(cache)
+    if fetch.class_archive_usable(cache):
+        return target
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    say("building the brokers' class-data archive (one broker started and stopped, once) ...")
+    work = Path(tempfile.mkdtemp(prefix="emostream-cds-"))  # kept when the build fails: the broker's log is in it
+    dump = work / "classes.jsa"
+    cluster = LocalCluster(work / "kafka", cache, progress=lambda _line: None)
+    cluster._class_archive = [f"-XX:ArchiveClassesAtExit={dump}", "-Xlog:cds*=off"]
+    # A JVM writing a dynamic archive must start from the JDK's base archive alone: an archive
+    # named in JDK_JAVA_OPTIONS (as the tests name this one) would stop it at start-up.
+    java_options = os.environ.get("JDK_JAVA_OPTIONS", "").split()
+    cluster._env = {**os.environ, "JDK_JAVA_OPTIONS": " ".join(o for o in java_options if not o.startswith(_ARCHIVE_FLAGS))}
+    try:
+        cluster.up(brokers=1, base_port=free_base_port(*ARCHIVE_PORTS), heap_mb=384)
+    finally:
+        cluster.down(timeout_s=60)
+    if not dump.is_file():
+        raise ClusterError(f"the broker exited without writing its class-data archive; its log: {cluster.log_file(0)}")
+    os.replace(dump, target)
+    shutil.rmtree(work, ignore_errors=True)
+    if not fetch.class_archive_usable(cache):
+        target.unlink(missing_ok=True)
+        raise ClusterError(f"java cannot map the class-data archive it just wrote ({target}); removed it")
+    say(f"class-data archive ready: {target}")
+    return target
+
