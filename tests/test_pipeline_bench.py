@@ -68,13 +68,18 @@ def test_options_and_rates_refuse_nonsense():
     assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
     with pytest.raises(UsageError, match="--baseline"):
         PipelineBenchOptions(baseline="flink")
+    for ms in (0, -1, 300_001):
+        with pytest.raises(UsageError, match="--session-timeout-ms"):
+            PipelineBenchOptions(session_timeout_ms=ms)
 
 
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
+    # The broker's smallest session timeout (6 s): the recovery without --static-membership waits for it.
     opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
-                                rate_seconds=3.0, idle_seconds=1.0, model_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2, recovery_seconds=8.0)
+                                rate_seconds=2.0, idle_seconds=1.0, model_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2,
+                                recovery_seconds=6.0, session_timeout_ms=6000)
     before = os.sched_getaffinity(0)
     result = run_pipeline_bench(opts)
     assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back
@@ -98,6 +103,7 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     assert (result["recovery_static_lost"], result["recovery_static_duplicates"]) == (0, 0)
     assert result["recovery_pause_static_s"] > 0
     assert result["recovery_pause_s"] > 0 and result["quix_recovery_pause_s"] is None and result["pipeline"] is True
+    assert result["session_timeout_ms"] == 6000
 
 
 @settings(max_examples=300, deadline=None)

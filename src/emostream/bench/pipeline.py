@@ -55,7 +55,7 @@ from emostream.kafka.producer import idempotent_producer, produce
 from emostream.topics import create_topic, plan_dedupe, plan_topic
 from emostream.worker.model import load_model
 from emostream.worker.process import length_chunks
-from emostream.worker.runner import WorkerSettings
+from emostream.worker.runner import MAX_SESSION_TIMEOUT_MS, WorkerSettings
 
 DEVICES = 500
 DEFAULT_RATES = (10.0, 50.0, 150.0)
@@ -163,6 +163,9 @@ class PipelineBenchOptions:
     pipeline: bool = True  # the worker's default; False runs it with --no-pipeline (for comparison)
     recovery_seconds: float = 30.0  # the steady load around the SIGKILL (0: skip the recovery phase)
     model_seconds: float = 8.0  # how long the model alone is timed (twice: at the start and the end)
+    # The workers' --session-timeout-ms: how long the group waits for a killed worker (the
+    # recovery pause without --static-membership is bound by it).
+    session_timeout_ms: int = WorkerSettings.session_timeout_ms
 
     def __post_init__(self) -> None:
         for name in ("count", "naive_count", "batch_max"):
@@ -179,6 +182,8 @@ class PipelineBenchOptions:
             raise UsageError(f"--baseline {self.baseline!r}: choose one of {', '.join(BASELINES)}")
         if self.baseline == "quix" and self.security_profile:
             raise UsageError("--baseline quix talks plaintext only; drop --security-profile or the baseline")
+        if not 1 <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
+            raise UsageError(f"--session-timeout-ms must be 1..{MAX_SESSION_TIMEOUT_MS}, got {self.session_timeout_ms}")
         if not all(0 < r < math.inf for r in self.rates):
             raise UsageError(f"--rates must all be positive transcripts/s, got {','.join(map(str, self.rates))}")
 
@@ -442,17 +447,17 @@ def _topics(admin: Admin, prefix: str) -> tuple[str, str, str]:
     return names
 
 
-def _worker(bootstrap: str, src: str, out: str, group: str, model: str | None, batch: int, log: Path,
-            cpu: int | None, pipeline: bool = True, batch_wait_ms: float | None = None,
-            static: bool = False) -> subprocess.Popen:
+def _worker(bootstrap: str, src: str, out: str, group: str, options: PipelineBenchOptions, log: Path,
+            cpu: int | None, static: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "emostream", "worker", "--bootstrap", bootstrap, "--source-topic", src, "--target-topic", out,
-           "--group", group, "--batch-max", str(batch), "--instance-id", group, "--verbose"]
-    if model:
-        cmd += ["--model", model]
-    if not pipeline:
+           "--group", group, "--batch-max", str(options.batch_max), "--instance-id", group, "--verbose",
+           "--session-timeout-ms", str(options.session_timeout_ms)]
+    if options.model:
+        cmd += ["--model", options.model]
+    if not options.pipeline:
         cmd.append("--no-pipeline")
-    if batch_wait_ms is not None:
-        cmd += ["--batch-wait-ms", str(batch_wait_ms)]
+    if options.batch_wait_ms is not None:
+        cmd += ["--batch-wait-ms", str(options.batch_wait_ms)]
     if static:
         cmd.append("--static-membership")
     taskset = shutil.which("taskset") if cpu is not None else None
@@ -592,8 +597,7 @@ def _latency_runs(client: ClientConfig, admin: Admin, run: str, options: Pipelin
     """Phases 3–5 on one warmed-up worker: idle CPU, steady capacity, the offered rates."""
     batch, secs = options.batch_max, options.rate_seconds
     src, out, _ = _topics(admin, f"{run}-lat")
-    worker = _worker(client.bootstrap, src, out, f"{run}-lat", options.model, batch, tmp / "worker-lat.log", worker_cpu,
-                     options.pipeline, options.batch_wait_ms)
+    worker = _worker(client.bootstrap, src, out, f"{run}-lat", options, tmp / "worker-lat.log", worker_cpu)
     procs.append(worker)
     reader = _Reader(client, out, worker)
     try:
@@ -675,8 +679,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         _say(f"throughput: {count} transcripts as a backlog")
         src, out, _dlq = _topics(admin, f"{run}-tp")
         _produce(client, src, texts)
-        worker = _worker(client.bootstrap, src, out, f"{run}-tp", model_spec, batch, tmp / "worker-tp.log", worker_cpu,
-                         options.pipeline, options.batch_wait_ms)
+        worker = _worker(client.bootstrap, src, out, f"{run}-tp", options, tmp / "worker-tp.log", worker_cpu)
         procs.append(worker)
         reader = _Reader(client, out, worker)
         try:
@@ -699,8 +702,8 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
                      f"SIGKILL after {options.recovery_seconds / 4:.0f} s, restarted at once")
                 figures = _recovery(client, admin, f"{run}-{name}", options.recovery_seconds, texts,
                                     lambda src, out, n=name, st=static_membership: _worker(
-                                        client.bootstrap, src, out, f"{run}-{n}", model_spec, batch, tmp / f"worker-{n}.log",
-                                        worker_cpu, options.pipeline, options.batch_wait_ms, st), procs)
+                                        client.bootstrap, src, out, f"{run}-{n}", options, tmp / f"worker-{n}.log",
+                                        worker_cpu, st), procs)
                 if static_membership:
                     static = figures
                 else:
@@ -754,6 +757,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "recovery_static_duplicates": static.get("duplicates"),
             "quix_recovery_pause_s": quix_pause,
             "pipeline": options.pipeline,
+            "session_timeout_ms": options.session_timeout_ms,
             "batch_wait_ms": options.batch_wait_ms,
             "worker_rss_mb": _round(rss),
             "cpus": os.cpu_count(),

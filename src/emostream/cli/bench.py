@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                           help="seconds the model alone is timed, at the start and at the end (default 8)")
     pipeline.add_argument("--batch-wait-ms", type=float, default=None,
                           help="the worker's --batch-wait-ms (default: the worker's default)")
+    pipeline.add_argument("--session-timeout-ms", type=int, default=10_000,
+                          help="the workers' --session-timeout-ms (default 10000, the worker's): the recovery pause of "
+                               "a killed worker without --static-membership waits for it")
     pipeline.add_argument("--no-pipeline", action="store_true",
                           help="run the worker with --no-pipeline (each batch commits before the next is polled)")
     pipeline.set_defaults(func=_run_pipeline)
@@ -103,6 +106,6 @@ def _run_pipeline(args: argparse.Namespace) -> int:
                                 rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin,
                                 baseline=args.baseline, pipeline=not args.no_pipeline,
                                 recovery_seconds=args.recovery_seconds, batch_wait_ms=args.batch_wait_ms,
-                                model_seconds=args.model_seconds)
+                                model_seconds=args.model_seconds, session_timeout_ms=args.session_timeout_ms)
     _print(run_pipeline_bench(opts), args.json)
     return 0
