@@ -22,7 +22,7 @@ from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.security.users import add_user
 from emostream.topics import create_topic, plan_topic
-from tests.conftest import free_base_port
+from tests.conftest import discard, free_base_port
 
 REAUTH_S = 5
 CUT_OFF_MARGIN_S = 10  # a produce request in flight, librdkafka's reconnect backoff, a loaded 2-core box
@@ -48,7 +48,7 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
         cluster.up(brokers=1, base_port=free_base_port(1), heap_mb=384, secure=True, reauth_s=REAUTH_S)
         yield cluster
     finally:
-        cluster.down()
+        discard(cluster)
 
 
 def _device_client(cluster: LocalCluster, user: str, password: str) -> ClientConfig:

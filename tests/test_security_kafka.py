@@ -29,7 +29,7 @@ from emostream.cluster.tls import CertificateAuthority
 from emostream.security.files import SecurityFiles
 from emostream.security.users import remove_user
 from emostream.signing import DeviceKeys, DeviceSigner, decode_key_record
-from tests.conftest import free_base_port
+from tests.conftest import discard, free_base_port
 from tests.worker_helpers import model_spec, stop
 
 pytestmark = pytest.mark.kafka
@@ -93,7 +93,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure]:
             env.profiles[user] = out
         yield env
     finally:
-        cluster.down()
+        discard(cluster)
 
 
 def _refused(client: ClientConfig) -> list[str]:
