@@ -26,8 +26,10 @@ demo: install kafka
 # TEST_WORKERS pytest-xdist workers sharing ONE session cluster (3 brokers, started by the first
 # worker that needs it, stopped by the controller at the end); most slow tests wait on Kafka
 # timeouts, not the CPU. loadgroup keeps the tests that share a module-scoped cluster or lab on
-# one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 4
+# one worker (tests/conftest.py groups them). TEST_WORKERS=0 runs in one process. Five, on the
+# 2-core VM: 244 and 267 s against 278-291 s with four (five runs) and 270 s with six; the CPU is
+# ~90 % busy either way, and a fifth worker overlaps more of the tests' waiting.
+TEST_WORKERS ?= 5
 
 # compileall: where PYTHONDONTWRITEBYTECODE is set (CI) no process would cache the package's
 # bytecode, and the suite starts many Python processes (workers, CLIs, devices).
