@@ -527,7 +527,8 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     say("building the brokers' class-data archive (one broker started and stopped, once) ...")
     work = Path(tempfile.mkdtemp(prefix="emostream-cds-"))  # kept when the build fails: the broker's log is in it
-    dump = work / "classes.jsa"
+    # Written next to the target, so that the rename below stays on one file system (atomic).
+    dump = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     cluster = LocalCluster(work / "kafka", cache, progress=lambda _line: None)
     cluster._class_archive = [f"-XX:ArchiveClassesAtExit={dump}", "-Xlog:cds*=off"]
     # A JVM writing a dynamic archive must start from the JDK's base archive alone: an archive
@@ -535,12 +536,15 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
     java_options = os.environ.get("JDK_JAVA_OPTIONS", "").split()
     cluster._env = {**os.environ, "JDK_JAVA_OPTIONS": " ".join(o for o in java_options if not o.startswith(_ARCHIVE_FLAGS))}
     try:
-        cluster.up(brokers=1, base_port=free_base_port(*ARCHIVE_PORTS), heap_mb=384)
+        try:
+            cluster.up(brokers=1, base_port=free_base_port(*ARCHIVE_PORTS), heap_mb=384)
+        finally:
+            cluster.down(timeout_s=60)
+        if not dump.is_file():
+            raise ClusterError(f"the broker exited without writing its class-data archive; its log: {cluster.log_file(0)}")
+        os.replace(dump, target)
     finally:
-        cluster.down(timeout_s=60)
-    if not dump.is_file():
-        raise ClusterError(f"the broker exited without writing its class-data archive; its log: {cluster.log_file(0)}")
-    os.replace(dump, target)
+        dump.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     if not fetch.class_archive_usable(cache):
         target.unlink(missing_ok=True)
