@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import stat
 import threading
@@ -15,13 +13,13 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from cryptography import x509
 
-from emostream.cli import main
 from emostream.cluster import LocalCluster
 from emostream.cluster.material import SecurityFiles
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.security.users import add_user
 from emostream.topics import create_topic, plan_topic
+from tests.cli_inprocess import run_cli
 from tests.conftest import discard, free_base_port
 
 REAUTH_S = 5
@@ -33,11 +31,8 @@ def _mode(path: Path) -> int:
 
 
 def _cli(*args: str) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    assert code == 0, err.getvalue()
-    return out.getvalue() + err.getvalue()
+    done = run_cli(*args)
+    return done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")

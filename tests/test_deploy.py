@@ -10,7 +10,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="pyyaml is part of the test extra")
 
-from emostream.cluster.config import ClusterSettings, compose_nodes, container_env, default_min_insync, default_replication, server_properties
+from emostream.cluster.config import ClusterSettings, compose_nodes, container_env, server_properties
 from emostream.cluster.fetch import KAFKA_VERSION
 from emostream.config import EMOTIONS_TOPIC, TRANSCRIPTS_TOPIC, WORKER_GROUP, pipeline_topics
 from emostream.topics import DEFAULT_PARTITIONS, plan_dedupe, plan_key_registry, plan_topic

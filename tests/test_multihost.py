@@ -10,7 +10,6 @@ The cluster is built with ``kafka config --secure`` and per-host certificates fr
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shlex
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from emostream.cli import main
 from emostream.cluster import fetch
 from emostream.cluster.config import new_cluster_id
 from emostream.config import cache_dir
@@ -37,6 +35,7 @@ from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
 from emostream.kafka.producer import idempotent_producer
 from emostream.topics import create_topic, plan_dedupe, plan_topic
+from tests.cli_inprocess import run_cli
 from tests.netns_lab import NetnsLab, netns_unavailable
 
 # One xdist worker runs the whole module in order, on one lab: the first test checks the secure
@@ -114,12 +113,7 @@ class LabCluster:
             proc.wait(30)
 
 
-def _emostream(*args: str) -> None:
-    """The CLI, in this process: seven Python start-ups cost ~15 s of the lab's set-up on a loaded CI box."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    assert code == 0, out.getvalue() + err.getvalue()
+_emostream = run_cli
 
 
 @contextlib.contextmanager

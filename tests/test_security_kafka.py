@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -16,9 +14,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from emostream.cli import main
 from emostream.cluster import LocalCluster
-from emostream.errors import KafkaClientError, TopicError, UsageError
+from emostream.errors import TopicError, UsageError
 from emostream.events import InvalidEvent, Transcript, format_ts
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
@@ -29,6 +26,7 @@ from emostream.cluster.tls import CertificateAuthority
 from emostream.security.files import SecurityFiles
 from emostream.security.users import remove_user
 from emostream.signing import DeviceKeys, DeviceSigner, decode_key_record
+from tests.cli_inprocess import run_cli
 from tests.conftest import discard, free_base_port
 from tests.worker_helpers import model_spec, stop
 
@@ -59,18 +57,7 @@ class Secure:
         return found
 
 
-def _emostream(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in-process (a subprocess per call costs seconds on a loaded 2-core box)."""
-    out, err = io.StringIO(), io.StringIO()
-    old_stdin = sys.stdin
-    sys.stdin = io.StringIO(stdin or "")
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        sys.stdin = old_stdin
-    assert code == 0, err.getvalue()
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+_emostream = run_cli
 
 
 @pytest.fixture(scope="module")
