@@ -4,6 +4,8 @@ broker (speed is measured by the command, never asserted)."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import math
 
@@ -12,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emostream.bench.pipeline import (
+    _cpu_delta,
+    _cpu_s,
     PipelineBenchOptions,
     parse_rates,
     rate_summary,
@@ -53,6 +57,44 @@ def test_recovery_summary_is_the_longest_gap_after_the_kill():
     assert s == {"pause_s": 12.8, "lost": 1, "duplicates": 1}  # 17.2 → 30.0 is longer than 10.2 → 17.0
     assert recovery_summary(10.0, [11.5], ["a"], sent=1) == {"pause_s": 1.5, "lost": 0, "duplicates": 0}
     assert recovery_summary(10.0, [], [], sent=3)["pause_s"] is None
+
+
+def _burn(cpu_s: float) -> None:
+    start = time.thread_time()
+    while time.thread_time() - start < cpu_s:
+        pass
+
+
+def test_worker_cpu_is_read_per_thread_to_the_millisecond_not_in_clock_ticks():
+    # The CI failure this answers: 2 events at 1/s read as 0 ms of worker CPU, in 10 ms ticks.
+    me = threading.get_native_id()
+    outer0 = time.thread_time()
+    before = _cpu_s(os.getpid())
+    inner0 = time.thread_time()
+    _burn(0.003)
+    inner1 = time.thread_time()
+    after = _cpu_s(os.getpid())
+    outer1 = time.thread_time()
+    # The same clock as time.thread_time(): bracketed by the burn alone and the burn plus both reads.
+    assert inner1 - inner0 - 1e-4 <= after[me] - before[me] <= outer1 - outer0 + 1e-4
+    # A thread born after the first sample counts whole.
+    done, stop = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        _burn(0.02)
+        done.set()
+        stop.wait(10)
+
+    t = threading.Thread(target=worker)
+    before = _cpu_s(os.getpid())
+    t.start()
+    done.wait(10)
+    try:
+        assert 0.02 <= _cpu_delta(os.getpid(), before) < 5.0
+    finally:
+        stop.set()
+        t.join()
+    assert _cpu_s(2**22 + 7) is None and _cpu_delta(2**22 + 7, before) is None  # no such process
 
 
 def test_options_and_rates_refuse_nonsense():

@@ -10,7 +10,7 @@ deployed, so its CPU time and RSS are read from ``/proc``):
    throughput while the reader runs, output rate over the last three quarters of the window;
 5. fixed offered rates (default 10, 50, 150/s and half that capacity), ``--rate-seconds`` each:
    p50/p95/p99/max end to end (utterance end → event at a read_committed reader) and the worker's
-   CPU ms per event (``utime + stime`` over the window);
+   CPU ms per event (all its threads' scheduler runtime over the window);
 6. recovery: a worker under a steady 50/s is killed with SIGKILL and restarted at once (same
    ``--instance-id``, as systemd or Kubernetes would); the pause is the longest gap in the output
    from the kill until events flow again, with lost and duplicated events counted (0 and 0);
@@ -266,16 +266,23 @@ def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_un
 
 # --- the worker process, read through /proc ---------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float | None:
-    """utime + stime of ``pid`` (all its threads), in seconds."""
+def _cpu_s(pid: int) -> dict[int, float] | None:
+    """CPU time of each thread of ``pid``, in seconds, from the scheduler's nanosecond runtime
+    (``/proc/PID/task/TID/schedstat``). ``/proc/PID/stat`` counts whole clock ticks (10 ms): a
+    handful of events at a low rate (a loaded machine's "half capacity" can be 1/s) then read as
+    0 ms each. Threads that exit between two samples are not counted; the worker's threads (the
+    model and commit threads, librdkafka's, ONNX Runtime's pool) live as long as it does."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of proc(5), after pid and comm
+    out: dict[int, float] = {}
+    for tid in tids:
+        try:
+            out[tid] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue  # the thread exited since the listing
+    return out
 
 
 def _proc_mb(pid: int, key: str) -> float | None:
@@ -288,9 +295,12 @@ def _proc_mb(pid: int, key: str) -> float | None:
     return None
 
 
-def _cpu_delta(pid: int, before: float | None) -> float | None:
+def _cpu_delta(pid: int, before: dict[int, float] | None) -> float | None:
+    """Seconds of CPU the threads of ``pid`` used since ``before`` (threads born since count whole)."""
     after = _cpu_s(pid)
-    return None if before is None or after is None else after - before
+    if before is None or after is None:
+        return None
+    return sum(max(0.0, t - before.get(tid, 0.0)) for tid, t in after.items())
 
 
 def _pin_cpus() -> tuple[int, int]:
