@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -40,7 +41,7 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "goemotions"
 # console tools), which run from the same cached jars. ~13 brokers boot at once at the start of a
 # run; with the archive each takes about half the CPU.
 _JVM_FLAGS = ["-XX:TieredStopAtLevel=1", *fetch.class_archive_options(cache_dir())]
-for _flag in _JVM_FLAGS:
+for _flag in map(shlex.quote, _JVM_FLAGS):  # quoted as the launcher reads them: a cache path may hold a space
     if _flag not in os.environ.get("JDK_JAVA_OPTIONS", ""):
         os.environ["JDK_JAVA_OPTIONS"] = f"{os.environ.get('JDK_JAVA_OPTIONS', '')} {_flag}".strip()
 

@@ -159,29 +159,44 @@ def _maps_archive(pid: int | None, archive: Path) -> bool:
 
 def test_the_session_brokers_load_their_classes_from_the_archive(kafka_cluster: LocalCluster) -> None:
     archive = fetch.class_archive(kafka_cluster.cache)
-    assert archive.is_file(), "make test builds it ('emostream kafka fetch'); without it every broker boots on twice the CPU"
+    if not fetch.class_archive_options(kafka_cluster.cache):
+        # 'kafka fetch' (run by make test) printed why; brokers then boot on twice the CPU.
+        pytest.skip("no checked class-data archive in the cache: 'emostream kafka fetch' could not build one here")
     assert all(_maps_archive(kafka_cluster.pid(n), archive) for n in range(3))
 
 
-def test_a_broken_class_archive_is_ignored_then_rebuilt(tmp_path: Path) -> None:
-    """A cache whose archive is not this Java's (an upgraded JDK, a torn copy): a JVM given it runs
-    as without it, and says nothing of it; 'kafka fetch' replaces it with one this Java maps (the
-    session brokers' test above checks that brokers then load from it)."""
+def test_a_cut_off_or_foreign_class_archive_is_never_given_to_a_jvm_then_rebuilt(tmp_path: Path) -> None:
+    """An archive cut short (an interrupted copy, a partial cache restore) has a valid header and
+    crashes every JVM that maps it; one of another Java build is ignored by the JVM. Neither is
+    passed to a JVM: only an archive this java mapped, unchanged since (its stamp), is. 'kafka
+    fetch' replaces both with one this java maps."""
     cache = tmp_path / "cache"
     home = fetch.kafka_home(cache)
     home.mkdir(parents=True)
     (home / "lib").symlink_to(fetch.kafka_home(cache_dir()) / "lib")  # the cached jars, without copying them
     (home / ".complete").write_text(fetch.KAFKA_VERSION + "\n")
-    archive = fetch.class_archive(cache)
+    archive, stamp = fetch.class_archive(cache), fetch.class_archive_stamp_file(cache)
+    whole = fetch.class_archive(cache_dir())
+    if fetch.class_archive_options(cache_dir()):
+        data = whole.read_bytes()
+        archive.write_bytes(data[: len(data) // 2])
+        stamp.write_text(fetch.class_archive_stamp_file(cache_dir()).read_text())  # the whole one's stamp, restored with it
+        assert fetch.class_archive_options(cache) == []
+        assert not fetch.class_archive_usable(cache)  # its throwaway check JVM is the only one that maps it
     archive.write_bytes(os.urandom(64 * 1024))
-    assert not fetch.class_archive_usable(cache)
-    tool = subprocess.run(["java", *fetch.class_archive_options(cache), "-cp", fetch.classpath(cache),
-                           "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "JDK_JAVA_OPTIONS"})
-    assert tool.returncode == 0 and len(tool.stdout.strip()) == 22 and "\n" not in tool.stdout.strip(), tool.stdout + tool.stderr
+    stamp.unlink(missing_ok=True)
+    assert fetch.class_archive_options(cache) == [] and not fetch.class_archive_usable(cache)
     said: list[str] = []
     assert build_class_archive(cache, progress=said.append) == archive
     assert fetch.class_archive_usable(cache) and any("building" in line for line in said)
+    options = fetch.class_archive_options(cache)
+    assert options and str(archive) in options[0]
+    tool = subprocess.run(["java", *options, "-Xshare:on", "-cp", fetch.classpath(cache), "kafka.tools.StorageTool", "random-uuid"],
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "JDK_JAVA_OPTIONS"})
+    assert tool.returncode == 0 and len(tool.stdout.strip()) == 22, tool.stdout + tool.stderr
     said.clear()
     build_class_archive(cache, progress=said.append)
-    assert said == []  # usable: nothing to do
+    assert said == []  # usable and stamped: nothing to do
+    assert not list(home.glob(".*.tmp"))  # no dump or stamp left half-written
+    assert not list(Path.cwd().glob("hs_err_pid*.log"))  # the crashed check JVM wrote its report elsewhere

@@ -114,12 +114,14 @@ def _fetch(args: argparse.Namespace) -> int:
     lib = fetch.ensure_kafka(cache_dir())
     print(f"Kafka {fetch.KAFKA_VERSION} cached in {lib}")
     if not args.no_class_archive:
+        import subprocess
+
         from emostream.cluster.brokers import build_class_archive
-        from emostream.errors import ClusterError
+        from emostream.errors import EmostreamError
 
         try:
             print(f"class-data archive for faster broker start: {build_class_archive(cache_dir())}")
-        except ClusterError as exc:
+        except (EmostreamError, OSError, subprocess.SubprocessError) as exc:
             # Only a speed-up: brokers start without it, on about twice the CPU.
             print(f"warning: no class-data archive, brokers will start without it: {exc}", file=sys.stderr)
     return 0

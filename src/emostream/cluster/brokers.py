@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -518,37 +519,50 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
     """Write the brokers' class-data archive (see :func:`fetch.class_archive_options`) unless this
     ``java`` can already use the one there: one throwaway broker is started with
     ``-XX:ArchiveClassesAtExit`` and stopped cleanly, and its JVM writes the classes it loaded on
-    the way out (~10 s, once per Kafka version and Java build). The file is replaced atomically, so
-    a cluster starting meanwhile maps the old archive or the new one, never half of one."""
+    the way out (~10 s, once per Kafka version and Java build). The dump is checked with this
+    ``java`` before it replaces the archive (atomically: a cluster starting meanwhile maps the old
+    archive or the new one, never half of one), and stamped once it has."""
     cache = cache or cache_dir()
     target = fetch.class_archive(cache)
     if fetch.class_archive_usable(cache):
+        if not fetch.class_archive_options(cache):
+            fetch.stamp_class_archive(cache)  # checked now (an archive of an older emostream has no stamp)
         return target
+    # Not this Java's, or cut short: gone before any JVM (this build's too) is given it.
+    fetch.forget_class_archive(cache)
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     say("building the brokers' class-data archive (one broker started and stopped, once) ...")
-    work = Path(tempfile.mkdtemp(prefix="emostream-cds-"))  # kept when the build fails: the broker's log is in it
+    work = Path(tempfile.mkdtemp(prefix="emostream-cds-"))
     # Written next to the target, so that the rename below stays on one file system (atomic).
     dump = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     cluster = LocalCluster(work / "kafka", cache, progress=lambda _line: None)
     cluster._class_archive = [f"-XX:ArchiveClassesAtExit={dump}", "-Xlog:cds*=off"]
     # A JVM writing a dynamic archive must start from the JDK's base archive alone: an archive
     # named in JDK_JAVA_OPTIONS (as the tests name this one) would stop it at start-up.
-    java_options = os.environ.get("JDK_JAVA_OPTIONS", "").split()
-    cluster._env = {**os.environ, "JDK_JAVA_OPTIONS": " ".join(o for o in java_options if not o.startswith(_ARCHIVE_FLAGS))}
+    cluster._env = {**os.environ, "JDK_JAVA_OPTIONS": _without_archive_flags(os.environ.get("JDK_JAVA_OPTIONS", ""))}
     try:
         try:
             cluster.up(brokers=1, base_port=free_base_port(*ARCHIVE_PORTS), heap_mb=384)
         finally:
             cluster.down(timeout_s=60)
         if not dump.is_file():
-            raise ClusterError(f"the broker exited without writing its class-data archive; its log: {cluster.log_file(0)}")
+            raise ClusterError("the broker exited without writing its class-data archive")
+        if not fetch.class_archive_usable(cache, archive=dump):
+            raise ClusterError("java cannot map the class-data archive it just wrote")
         os.replace(dump, target)
+        fetch.stamp_class_archive(cache)
     finally:
         dump.unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
-    if not fetch.class_archive_usable(cache):
-        target.unlink(missing_ok=True)
-        raise ClusterError(f"java cannot map the class-data archive it just wrote ({target}); removed it")
+        shutil.rmtree(work, ignore_errors=True)
     say(f"class-data archive ready: {target}")
     return target
+
+
+def _without_archive_flags(java_options: str) -> str:
+    """``JDK_JAVA_OPTIONS`` without class-data archive flags (quoted words, as the launcher reads them, kept whole)."""
+    try:
+        words = shlex.split(java_options)
+    except ValueError:  # unbalanced quotes: the launcher would refuse them too
+        return ""
+    return shlex.join(w for w in words if not w.startswith(_ARCHIVE_FLAGS))
 

@@ -6,10 +6,12 @@ marker written last, so an interrupted fetch is redone and a complete one needs 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,26 +88,74 @@ def class_archive(cache: Path, version: str = KAFKA_VERSION) -> Path:
 
 
 def class_archive_options(cache: Path, version: str = KAFKA_VERSION) -> list[str]:
-    """JVM flags that map the brokers' class-data archive, when there is one.
+    """JVM flags that map the brokers' class-data archive, when there is a checked one.
 
     The archive holds the ~8,000 classes a broker loads, already parsed and verified: a node
     starts on about half the CPU (3 brokers on the 2-core dev VM: 6.7 s of CPU and ready in 5.4 s,
-    against 12.2 s and 9.3 s). A JVM that cannot use it (another Java build, another class path)
-    starts as it would without it; ``-Xlog:cds*=off`` keeps its warning out of the output.
+    against 12.2 s and 9.3 s). It is used only while its stamp (written once this ``java`` mapped
+    it, see :func:`stamp_class_archive`) still matches the file: a JVM shrugs off an archive of
+    another Java build (``-Xlog:cds*=off`` keeps its warning out of the output), but one cut
+    short (an interrupted copy, a partial cache restore) has a valid header and crashes every JVM
+    that maps it (SIGBUS).
     """
     archive = class_archive(cache, version)
-    return [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds*=off"] if archive.is_file() else []
+    stamp = _archive_stamp(archive)
+    try:
+        checked = stamp is not None and class_archive_stamp_file(cache, version).read_text(encoding="utf-8") == stamp
+    except OSError:
+        checked = False
+    return [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds*=off"] if checked else []
 
 
-def class_archive_usable(cache: Path, version: str = KAFKA_VERSION) -> bool:
-    """True when this ``java`` maps the archive for the cached jars (``-Xshare:on`` fails otherwise)."""
+def class_archive_stamp_file(cache: Path, version: str = KAFKA_VERSION) -> Path:
+    """Where the stamp of a checked archive is kept (next to it)."""
     archive = class_archive(cache, version)
+    return archive.with_name(archive.name + ".checked")
+
+
+def _archive_stamp(archive: Path) -> str | None:
+    """The archive's size and modification time and the ``java`` that checked it; None without either."""
+    java = shutil.which("java")
+    try:
+        st = archive.stat()
+    except OSError:
+        return None
+    return None if java is None else f"{st.st_size} {st.st_mtime_ns} {os.path.realpath(java)}\n"
+
+
+def stamp_class_archive(cache: Path, version: str = KAFKA_VERSION) -> None:
+    """Record that this ``java`` maps the archive as it is now (call after :func:`class_archive_usable`)."""
+    stamp = _archive_stamp(class_archive(cache, version))
+    if stamp is None:
+        return
+    target = class_archive_stamp_file(cache, version)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(stamp, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def forget_class_archive(cache: Path, version: str = KAFKA_VERSION) -> None:
+    """Remove the archive and its stamp (the stamp first, so that no JVM is given the archive meanwhile)."""
+    class_archive_stamp_file(cache, version).unlink(missing_ok=True)
+    class_archive(cache, version).unlink(missing_ok=True)
+
+
+def class_archive_usable(cache: Path, version: str = KAFKA_VERSION, archive: Path | None = None) -> bool:
+    """True when this ``java`` maps ``archive`` (default: the cached one) with the cached jars
+    (``-Xshare:on`` fails otherwise; a cut-off archive crashes this throwaway JVM, no other)."""
+    archive = archive or class_archive(cache, version)
     java = shutil.which("java")
     if not archive.is_file() or java is None:
         return False
-    cmd = [java, f"-XX:SharedArchiveFile={archive}", "-Xshare:on", "-Xlog:cds*=off", "-cp", classpath(cache, version), "-version"]
+    cmd = [java, f"-XX:SharedArchiveFile={archive}", "-Xshare:on", "-Xlog:cds*=off", "-XX:-CreateCoredumpOnCrash",
+           "-cp", classpath(cache, version), "-version"]
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
+        # In a folder of its own: a JVM that crashes on the archive writes hs_err_pid*.log there.
+        with tempfile.TemporaryDirectory(prefix="emostream-cds-check-") as scratch:
+            return subprocess.run(cmd, capture_output=True, timeout=60, cwd=scratch).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
