@@ -24,8 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from emostream.bench.pipeline import _free_base, _offer, _paced_texts, _Reader, _stop, _texts, _topics
+from emostream.bench.pipeline import BENCH_PORTS, _offer, _paced_texts, _Reader, _stop, _texts, _topics
 from emostream.cluster import LocalCluster
+from emostream.cluster.brokers import free_base_port
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 
@@ -81,7 +82,7 @@ def main() -> int:
     wrapper = tmp / "wrapper.py"
     wrapper.write_text(WRAPPER)
     cluster = LocalCluster(tmp / "kafka")
-    cluster.up(brokers=1, base_port=_free_base(), heap_mb=512)
+    cluster.up(brokers=1, base_port=free_base_port(*BENCH_PORTS), heap_mb=512)
     try:
         client = ClientConfig(cluster.bootstrap)
         admin = Admin(client)

@@ -229,3 +229,17 @@ def test_an_unknown_unit_is_named(tmp_path: Path) -> None:
     src = _tree(tmp_path, {"emostream/newthing.py": "from emostream.errors import X\n"})
     (problem,) = violations(collect(src))
     assert "'newthing' has no layer" in problem
+
+
+def test_every_python_script_imports_what_exists():
+    """scripts/*.py import private helpers of the package (the bench's); a rename must not break
+    them unnoticed (profile_worker.py once imported a helper that had been renamed)."""
+    import importlib.util
+
+    scripts = sorted((SRC.parent / "scripts").glob("*.py"))
+    assert scripts
+    for path in scripts:
+        spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # each runs its main only under __main__
+        assert callable(getattr(module, "main", None)), f"{path.name} has no main()"

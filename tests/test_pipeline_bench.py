@@ -110,9 +110,10 @@ def test_options_and_rates_refuse_nonsense():
     assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
     with pytest.raises(UsageError, match="--baseline"):
         PipelineBenchOptions(baseline="flink")
-    for ms in (0, -1, 300_001):
+    for ms in (0, -1, 5999, 300_001):  # below 6000 the broker would refuse every worker's join
         with pytest.raises(UsageError, match="--session-timeout-ms"):
             PipelineBenchOptions(session_timeout_ms=ms)
+    assert PipelineBenchOptions(session_timeout_ms=6000).session_timeout_ms == 6000
 
 
 @pytest.mark.kafka

@@ -63,6 +63,8 @@ DEFAULT_RATES = (10.0, 50.0, 150.0)
 # concurrent load is below the backlog figure) without a load generator so fast that its own CPU
 # starves the worker.
 CAPACITY_OVER_OFFER = 1.2
+# Kafka's default group.min.session.timeout.ms: a worker asking for less is refused by the broker.
+BROKER_MIN_SESSION_TIMEOUT_MS = 6000
 LAYOUTS = ("shared", "pinned")
 BASELINES = ("quix",)
 # quixstreams 3.28 pins confluent-kafka < 2.13, older than ours: it gets a venv of its own, made on
@@ -72,6 +74,9 @@ QUIX_REQUIREMENTS = ("quixstreams==3.28.*", "onnxruntime>=1.18", "tokenizers>=0.
                      "prometheus-client>=0.20", "cryptography>=42")
 # The peer doing our job its idiomatic way: exactly-once, the same model called per message,
 # commit_interval 0.1 s (its 5 s default gives p50 ≈ 2.5 s).
+# Quix Streams after a SIGKILL: a 45 s session timeout, and a random transactional id, so the
+# dead transaction also waits for the 60 s transaction timeout.
+QUIX_STALL_S = 60.0
 QUIX_APP = """
 import sys, time
 from quixstreams import Application
@@ -182,8 +187,11 @@ class PipelineBenchOptions:
             raise UsageError(f"--baseline {self.baseline!r}: choose one of {', '.join(BASELINES)}")
         if self.baseline == "quix" and self.security_profile:
             raise UsageError("--baseline quix talks plaintext only; drop --security-profile or the baseline")
-        if not 1 <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
-            raise UsageError(f"--session-timeout-ms must be 1..{MAX_SESSION_TIMEOUT_MS}, got {self.session_timeout_ms}")
+        # Below the brokers' default group.min.session.timeout.ms no worker could join: the
+        # bench would sit through its timeouts instead.
+        if not BROKER_MIN_SESSION_TIMEOUT_MS <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
+            raise UsageError(f"--session-timeout-ms must be {BROKER_MIN_SESSION_TIMEOUT_MS}..{MAX_SESSION_TIMEOUT_MS} "
+                             f"(a broker refuses less by default), got {self.session_timeout_ms}")
         if not all(0 < r < math.inf for r in self.rates):
             raise UsageError(f"--rates must all be positive transcripts/s, got {','.join(map(str, self.rates))}")
 
@@ -282,7 +290,7 @@ def _cpu_s(pid: int) -> dict[int, float] | None:
             out[tid] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) / 1e9
         except (OSError, ValueError, IndexError):
             continue  # the thread exited since the listing
-    return out
+    return out or None  # no schedstat (a kernel without it): unknown, not 0
 
 
 def _proc_mb(pid: int, key: str) -> float | None:
@@ -544,9 +552,10 @@ def recovery_summary(killed_at: float, arrivals: list[float], ids: list[str], se
 
 
 def _recovery(client: ClientConfig, admin: Admin, name: str, seconds: float, texts: list[str],
-              start: Any, procs: list[subprocess.Popen]) -> dict[str, Any]:
+              start: Any, procs: list[subprocess.Popen], session_timeout_s: float) -> dict[str, Any]:
     """A steady 50/s for ``seconds``; after a quarter of it the consumer process ``start()`` made
-    is killed with SIGKILL and ``start()`` is called again at once."""
+    is killed with SIGKILL and ``start()`` is called again at once. ``session_timeout_s``: the
+    consumer's session timeout, the longest its group may take to give up on the killed one."""
     rate = 50.0
     src, out, _ = _topics(admin, name)
     mine = [start(src, out)]
@@ -577,7 +586,8 @@ def _recovery(client: ClientConfig, admin: Admin, name: str, seconds: float, tex
         sender = threading.Thread(target=send, daemon=True)
         sender.start()
         timer.start()
-        arrivals = reader.take(n, seconds + 180.0, "rec", ids)
+        # Without static membership the output waits for the group to give up on the killed worker.
+        arrivals = reader.take(n, seconds + session_timeout_s + 180.0, "rec", ids)
         sender.join(60)
         timer.join()
         return recovery_summary(killed[0], [t for t, _ in arrivals], ids, n) if killed else {"pause_s": None}
@@ -713,7 +723,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
                 figures = _recovery(client, admin, f"{run}-{name}", options.recovery_seconds, texts,
                                     lambda src, out, n=name, st=static_membership: _worker(
                                         client.bootstrap, src, out, f"{run}-{n}", options, tmp / f"worker-{n}.log",
-                                        worker_cpu, st), procs)
+                                        worker_cpu, st), procs, options.session_timeout_ms / 1000.0)
                 if static_membership:
                     static = figures
                 else:
@@ -735,7 +745,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
                 py = _quix_python()
                 quix_pause = _recovery(client, admin, f"{run}-qrec", options.recovery_seconds, texts,
                                        lambda src, out: _quix_app(py, client, src, out, f"{run}-qrec", model_spec, worker_cpu, tmp),
-                                       procs)["pause_s"]
+                                       procs, QUIX_STALL_S)["pause_s"]
 
         result = {
             "count": count,
