@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emostream.events import (
     MAX_KEY_BYTES,
+    EmotionEvent,
     InvalidEvent,
     SourceRef,
     Transcript,
@@ -17,6 +21,7 @@ from emostream.events import (
     dead_letter_headers,
     parse_ts,
 )
+from emostream.events import _finite_float, _load_json, _no_constant
 
 SRC = SourceRef("stt.transcripts", 3, 1041)
 
@@ -207,3 +212,46 @@ def test_dead_letter_message_is_at_most_1000_bytes_of_valid_utf8() -> None:
     headers = dict(dead_letter_headers("invalid_text", "é" * 2000 + "\ud800", SourceRef("t", 0, 1)))
     assert len(headers["error.message"]) <= 1000
     assert headers["error.message"].decode("utf-8") == "é" * 500
+
+
+# The JSON reader keeps one decoder per thread and the writers share one encoder (for speed): they
+# must read and write exactly what json.loads / json.dumps with the same options do, from any thread.
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_JSON.map(json.dumps), st.text(max_size=40), st.just("\ufeff{}")))
+def test_the_shared_json_reader_reads_what_json_loads_reads(text: str) -> None:
+    try:
+        expected = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except InvalidEvent:
+        expected = InvalidEvent
+    except (ValueError, RecursionError):
+        expected = InvalidEvent
+    try:
+        got = _load_json(text, "value")
+    except InvalidEvent:
+        got = InvalidEvent
+    assert got == expected if expected is InvalidEvent else json.dumps(got) == json.dumps(expected)
+
+
+def test_json_reader_and_writer_from_many_threads_at_once() -> None:
+    docs = [json.dumps({"v": 1, "text": f"utterance {i} é", "n": i, "x": [i * 0.5, {"k": str(i)}]}) for i in range(2000)]
+    event = EmotionEvent(device_id="d", utterance_id="u", text="héllo", label="joy", scores={"joy": 0.91234567},
+                         model="m", source=SRC, classified_at="2026-11-29T00:00:00.000Z", latency_ms=1.25)
+    wanted = json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")).encode()
+    bad: list[str] = []
+
+    def read_and_write() -> None:
+        for i, doc in enumerate(docs):
+            if _load_json(doc, "value") != json.loads(doc) or event.encode() != wanted:
+                bad.append(doc)
+
+    threads = [threading.Thread(target=read_and_write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bad == []

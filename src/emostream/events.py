@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -140,7 +141,7 @@ class Transcript:
 
     def encode(self) -> bytes:
         """The Kafka record value."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _ENCODER.encode(self.to_dict()).encode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class EmotionEvent:
 
     def encode(self) -> bytes:
         """The Kafka record value."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return _ENCODER.encode(self.to_dict()).encode("utf-8")
 
 
 def derived_utterance_id(source: SourceRef) -> str:
@@ -232,12 +233,27 @@ def _finite_float(text: str) -> float:
     return number
 
 
+# One encoder for every value we write (json.dumps with options builds one per call), and one
+# decoder per thread (its scanner keeps a key memo between the calls' start and end).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_DECODERS = threading.local()
+
+
+def _decoder() -> json.JSONDecoder:
+    decoder = getattr(_DECODERS, "decoder", None)
+    if decoder is None:
+        decoder = _DECODERS.decoder = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+    return decoder
+
+
 def _load_json(text: str, what: str) -> Any:
     """``json.loads`` that raises only InvalidEvent: bounded depth, finite numbers, no NaN/Infinity."""
     if _nests_deeper_than(text, MAX_JSON_DEPTH):
         raise InvalidEvent("too_deep", f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):  # as json.loads refuses it
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return _decoder().decode(text)
     except InvalidEvent:
         raise
     except json.JSONDecodeError as exc:

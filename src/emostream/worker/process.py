@@ -203,7 +203,7 @@ def process_batch(
     also refreshes the ids found known in the window's LRU (listed in ``known``).
     """
     result = BatchResult()
-    valid: list[tuple[Record, Transcript, bytes | None]] = []
+    valid: list[tuple[Record, SourceRef, Transcript, bytes | None]] = []
     in_batch: set[tuple[str, int, bytes]] = set()  # defer_dedupe: the ids of this batch so far
     for rec in records:
         if rec.unreadable is not None:
@@ -219,6 +219,7 @@ def process_batch(
             result.dead_letters.append(_dead_letter(dlq_topic, rec, exc.error_type, str(exc)))
             continue
         digest = None
+        source = rec.source  # one SourceRef per record, shared by its outputs
         if (recent is not None or defer_dedupe) and not is_derived_id(t.utterance_id):
             # Ids derived from offsets are unique by construction; only ids a device chose are deduped.
             digest = utterance_digest(t.device_id, t.utterance_id)
@@ -229,17 +230,17 @@ def process_batch(
                     continue
                 if recent is not None and recent.known((rec.topic, rec.partition), digest):
                     result.duplicates += 1
-                    result.known.append((rec.source, digest))
+                    result.known.append((source, digest))
                     continue
                 in_batch.add(key)
-                result.digests.append((rec.source, digest))
+                result.digests.append((source, digest))
             elif recent is not None and not recent.check_and_stage((rec.topic, rec.partition), digest):
                 result.duplicates += 1
                 continue
-        valid.append((rec, t, digest))
+        valid.append((rec, source, t, digest))
     if not valid:
         return result
-    texts = [t.text for _, t, _ in valid]
+    texts = [t.text for _, _, t, _ in valid]
     by_index: dict[int, Prediction | Exception] = {}
     for chunk in length_chunks(texts, model_batch):
         chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk])
@@ -249,9 +250,9 @@ def process_batch(
     preds = [by_index[i] for i in range(len(texts))]
     now = clock()
     classified_at = format_ts(now)
-    for (rec, t, digest), pred in zip(valid, preds):
+    for (rec, source, t, digest), pred in zip(valid, preds):
         if changelog_topic is not None and digest is not None:
-            result.changelog.append(Output(changelog_topic, digest, b"", partition=rec.partition, source=rec.source))
+            result.changelog.append(Output(changelog_topic, digest, b"", partition=rec.partition, source=source))
         if isinstance(pred, Exception):
             result.dead_letters.append(_dead_letter(dlq_topic, rec, "model_error", f"{type(pred).__name__}: {pred}"))
             continue
@@ -265,7 +266,7 @@ def process_batch(
                 scores=dict(pred.scores),
                 labels=list(pred.labels) or None,
                 model=classifier.name,
-                source=rec.source,
+                source=source,
                 classified_at=classified_at,
                 latency_ms=None if latency is None else latency * 1000.0,
             ).encode()
@@ -274,10 +275,10 @@ def process_batch(
             result.dead_letters.append(_dead_letter(dlq_topic, rec, "internal_error", f"{type(exc).__name__}: {exc}"[:500]))
             continue
         key = t.device_id.encode("utf-8")
-        result.events.append(Output(target_topic, key, value, latency_s=latency, source=rec.source))
+        result.events.append(Output(target_topic, key, value, latency_s=latency, source=source))
         private = device_topic(t.device_id) if device_topic is not None else None
         if private is not None:
-            result.private.append(Output(private, key, value, source=rec.source))
+            result.private.append(Output(private, key, value, source=source))
     return result
 
 
