@@ -132,6 +132,8 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     assert result["quix_throughput"] is None and result["ratio_to_quix"] is None
     assert result["idle_cpu_percent"] is not None and result["idle_cpu_percent"] >= 0
     assert result["worker_rss_mb"] > 0 and result["model_throughput"] > 0
+    runs = result["model_throughput_runs"]
+    assert len(runs) == 3 and min(runs) > 0 and result["model_throughput"] == max(runs[1:])
     rates = result["rates"]
     assert [r["offered_per_s"] for r in rates[:2]] == [5.0, 20.0]
     assert len(rates) == 3 and rates[2]["half_capacity"] is True and "half_capacity" not in rates[0]
