@@ -51,6 +51,23 @@ def test_steady_capacity_skips_the_warm_up_quarter():
     assert steady_capacity([], 0.0, 4.0) == 0.0
 
 
+def test_steady_capacity_of_whole_transactions_is_the_rate_between_them():
+    # The bench run that showed it: under the load generator, transactions of 1,024 events
+    # committed at these times; sending ran 11.5-26.5 s, so the window was 15.25-26.5 s.
+    commits = [20.8, 23.0, 25.9, 27.4, 28.9]
+    arrivals = [(c + i * 2e-5, 1.0) for c in commits for i in range(1024)]
+    assert steady_capacity(arrivals, 11.5, 26.5) == pytest.approx(2048 / (25.9 - 20.8), rel=0.01)  # not 3 x 1024 / 11.25 s
+    # One transaction in the window: nothing to measure between two, the whole run's rate instead.
+    assert steady_capacity(arrivals, 21.5, 24.5) == pytest.approx(len(arrivals) / (commits[-1] + 1024 * 2e-5 - 21.5), rel=0.001)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=300), st.floats(0, 50), st.floats(0, 50))
+def test_steady_capacity_is_finite_and_not_negative(arrivals, sent_at, length):
+    rate = steady_capacity(arrivals, sent_at, sent_at + length)
+    assert 0.0 <= rate < math.inf
+
+
 def test_recovery_summary_is_the_longest_gap_after_the_kill():
     arrivals = [9.0, 9.5, 10.2, 17.0, 17.1, 17.2, 30.0]  # killed at 10: the old worker's last events, then a pause
     s = recovery_summary(10.0, arrivals, ["a", "b", "c", "d", "e", "e"], sent=6)
