@@ -3,11 +3,12 @@ broker (speed is measured by the command, never asserted)."""
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 import threading
 import time
-
-import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -139,9 +140,12 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     # The broker's smallest session timeout (6 s): the recovery without --static-membership waits for it.
     opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
                                 rate_seconds=2.0, idle_seconds=1.0, model_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2,
-                                recovery_seconds=6.0, session_timeout_ms=6000)
+                                recovery_seconds=6.0, session_timeout_ms=6000,
+                                keep_logs=False)
     before = os.sched_getaffinity(0)
+    folders = set(Path(tempfile.gettempdir()).glob("emostream-bench-*"))
     result = run_pipeline_bench(opts)
+    assert set(Path(tempfile.gettempdir()).glob("emostream-bench-*")) <= folders  # keep_logs=False: nothing left behind
     assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back
     assert result["layout"] == opts.layout
     assert result["received"] == 120 and result["throughput"] > 0

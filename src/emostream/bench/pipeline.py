@@ -176,6 +176,7 @@ class PipelineBenchOptions:
     # The workers' --session-timeout-ms: how long the group waits for a killed worker (the
     # recovery pause without --static-membership is bound by it).
     session_timeout_ms: int = WorkerSettings.session_timeout_ms
+    keep_logs: bool = True  # the workers' logs stay in the run's temporary folder (the CLI says where)
 
     def __post_init__(self) -> None:
         for name in ("count", "naive_count", "batch_max"):
@@ -824,4 +825,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             shutil.rmtree(tmp / "kafka", ignore_errors=True)
         if gen_cpu is not None:
             os.sched_setaffinity(0, own_cpus)
-        _say(f"worker logs (one line per transaction) in {tmp}")
+        if options.keep_logs:
+            _say(f"worker logs (one line per transaction) in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
