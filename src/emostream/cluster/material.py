@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emostream.cluster.config import ADMIN_USER, SASL_MECHANISM
+from emostream.cluster.config import ADMIN_USER, BROKER_CN, BROKER_OU, SASL_MECHANISM
 from emostream.cluster.private import private_dir, write_private
-from emostream.cluster.tls import BROKER_CN, BROKER_OU, CertificateAuthority, describe
+from emostream.cluster.tls import CertificateAuthority, describe
 from emostream.errors import ConfigError, UsageError
 from emostream.kafka.configuration import read_security_profile
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from emostream.cluster.config import BROKER_CN, BROKER_OU, ORG
-from emostream.cluster.private import private_dir, write_private
+from emostream.cluster.config import ORG
+from emostream.cluster.private import write_private
 from emostream.errors import ConfigError
 
 DEVICE_OU = "devices"
