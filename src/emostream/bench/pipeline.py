@@ -3,13 +3,15 @@
 In one invocation, with the worker as a separate ``python -m emostream worker`` process (as
 deployed, so its CPU time and RSS are read from ``/proc``):
 
-1. the model alone, at the worker's micro-batch size and in this process: the ceiling;
+1. the model alone, at the worker's micro-batch size and in this process (timed three times: here,
+   where it sets the capacity offer, and just before and after the backlog, whose better run is
+   the ceiling);
 2. a worker, warmed up, then idle for ``--idle-seconds``: its idle CPU;
 3. the steady-state capacity *under concurrent load*: transcripts offered at 1.2 × the model's
-   ceiling while the reader runs, output rate over the last three quarters of the window;
+   first run while the reader runs, output rate over the last three quarters of the window;
 4. fixed offered rates (default 10, 50, 150/s and half that capacity), ``--rate-seconds`` each:
    p50/p95/p99/max end to end (utterance end → event at a read_committed reader) and the worker's
-   CPU ms per event (all its threads' scheduler runtime over the window);
+   CPU ms per event (its nanosecond CPU clock over the window);
 5. a backlog of ``--count`` transcripts drained by a fresh worker: backlog throughput (after the
    latency phases, which warm the broker's JVM up as a long-running broker is);
 6. recovery: a worker under a steady 50/s is killed with SIGKILL and restarted at once (same
@@ -290,23 +292,15 @@ def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_un
 
 # --- the worker process, read through /proc ---------------------------------------------------------
 
-def _cpu_s(pid: int) -> dict[int, float] | None:
-    """CPU time of each thread of ``pid``, in seconds, from the scheduler's nanosecond runtime
-    (``/proc/PID/task/TID/schedstat``). ``/proc/PID/stat`` counts whole clock ticks (10 ms): a
-    handful of events at a low rate (a loaded machine's "half capacity" can be 1/s) then read as
-    0 ms each. Threads that exit between two samples are not counted; the worker's threads (the
-    model and commit threads, librdkafka's, ONNX Runtime's pool) live as long as it does."""
+def _cpu_s(pid: int) -> float | None:
+    """CPU time of ``pid`` (all its threads, those that have exited too), in seconds, from its
+    nanosecond CPU clock (``clock_getcpuclockid``: ``((~pid) << 3) | 2`` on Linux).
+    ``/proc/PID/stat`` counts whole clock ticks (10 ms): a handful of events at a low rate (a
+    loaded machine's "half capacity" can be 1/s) then read as 0 ms each."""
     try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
+        return time.clock_gettime_ns(((~pid) << 3) | 2) / 1e9
+    except (OSError, OverflowError):  # no such process (any more)
         return None
-    out: dict[int, float] = {}
-    for tid in tids:
-        try:
-            out[tid] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0]) / 1e9
-        except (OSError, ValueError, IndexError):
-            continue  # the thread exited since the listing
-    return out or None  # no schedstat (a kernel without it): unknown, not 0
 
 
 def _proc_mb(pid: int, key: str) -> float | None:
@@ -319,12 +313,9 @@ def _proc_mb(pid: int, key: str) -> float | None:
     return None
 
 
-def _cpu_delta(pid: int, before: dict[int, float] | None) -> float | None:
-    """Seconds of CPU the threads of ``pid`` used since ``before`` (threads born since count whole)."""
+def _cpu_delta(pid: int, before: float | None) -> float | None:
     after = _cpu_s(pid)
-    if before is None or after is None:
-        return None
-    return sum(max(0.0, t - before.get(tid, 0.0)) for tid, t in after.items())
+    return None if before is None or after is None else after - before
 
 
 def _pin_cpus() -> tuple[int, int]:

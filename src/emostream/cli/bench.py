@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pipeline.add_argument("--recovery-seconds", type=float, default=30.0,
                           help="steady 50/s load around the SIGKILL + restart of the recovery phase (0: skip; default 30)")
     pipeline.add_argument("--model-seconds", type=float, default=8.0,
-                          help="seconds the model alone is timed, at the start and at the end (default 8)")
+                          help="seconds the model alone is timed, each of three times: at the start, just before and just after the backlog (default 8)")
     pipeline.add_argument("--batch-wait-ms", type=float, default=None,
                           help="the worker's --batch-wait-ms (default: the worker's default)")
     pipeline.add_argument("--session-timeout-ms", type=int, default=10_000,
