@@ -18,7 +18,9 @@ from emostream.bench.pipeline import (
     _cpu_delta,
     _cpu_s,
     PipelineBenchOptions,
+    backlog_rate,
     parse_rates,
+    rate_between_bursts,
     rate_summary,
     recovery_summary,
     run_pipeline_bench,
@@ -67,6 +69,64 @@ def test_steady_capacity_of_whole_transactions_is_the_rate_between_them():
 def test_steady_capacity_is_finite_and_not_negative(arrivals, sent_at, length):
     rate = steady_capacity(arrivals, sent_at, sent_at + length)
     assert 0.0 <= rate < math.inf
+
+
+def _transactions(commits: list[float], size: int, spread_s: float = 0.02) -> list[tuple[float, float]]:
+    """A read_committed reader's arrivals: each transaction's events together, at its commit."""
+    return [(c + spread_s * i / size, 1.0) for c in commits for i in range(size)]
+
+
+def test_backlog_rate_does_not_count_the_first_transaction_without_its_time():
+    # 20 transactions of 1,024 committed 1.1 s apart: 930.9/s. First to last arrival read
+    # 20,479 events in 20.9 s, 979.9/s: 5 % high.
+    arrivals = _transactions([5.0 + 1.1 * k for k in range(20)], 1024)
+    assert backlog_rate(arrivals) == pytest.approx(1024 / 1.1, rel=0.001)
+
+
+def test_backlog_rate_of_a_stream_is_first_to_last():
+    # Quix commits every 0.1 s: 30 events at a time, never a quiet gap to measure from.
+    arrivals = _transactions([0.1 * k for k in range(100)], 30, spread_s=0.05)
+    assert backlog_rate(arrivals) == pytest.approx(300.0, rel=0.01)
+    assert backlog_rate([]) == 0.0 and backlog_rate([(1.0, 0.0)]) == 0.0
+
+
+def test_a_transaction_cut_by_the_window_does_not_change_the_capacity():
+    # 1,024 every 2.5 s (409.6/s). The window's end falls 3 events into a transaction: the rate
+    # once counted them over 2.5 s (8.4/s when the window held no other transaction end).
+    commits = [10.0 + 2.5 * k for k in range(8)]
+    arrivals = _transactions(commits, 1024, spread_s=0.05)
+    cut = commits[5] + 0.05 * 3 / 1024
+    for sent_at in (10.0 - 1.0, commits[2] - (cut - commits[2]) / 3 - 0.01):  # a long window, one with 2 ends
+        assert steady_capacity(arrivals, sent_at, cut) == pytest.approx(409.6, rel=0.01)
+
+
+def test_a_transaction_read_slowly_is_still_one_transaction():
+    # The reader took 0.4 s over each transaction (a busy machine), never 0.25 s between two events.
+    arrivals = _transactions([10.0 + 2.5 * k for k in range(8)], 1024, spread_s=0.4)
+    assert steady_capacity(arrivals, 0.0, 30.0) == pytest.approx(409.6, rel=0.01)
+    assert backlog_rate(arrivals) == pytest.approx(409.6, rel=0.01)
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(1, 2000), period=st.floats(0.5, 5.0), spread=st.floats(0.0, 0.2), n=st.integers(3, 12),
+       lo_frac=st.floats(0, 1), hi_frac=st.floats(0, 1))
+def test_rate_between_bursts_is_the_transaction_rate_wherever_the_window_cuts(size, period, spread, n, lo_frac, hi_frac):
+    commits = [100.0 + period * k for k in range(n)]
+    times = [t for t, _ in _transactions(commits, size, spread_s=spread)]
+    lo = commits[0] + lo_frac * period * (n - 1)
+    hi = lo + hi_frac * (commits[-1] + spread - lo)
+    rate = rate_between_bursts(times, lo, hi)
+    ends_inside = sum(1 for c in commits if lo <= c + spread * (size - 1) / size <= hi)
+    if ends_inside >= 2:
+        assert rate == pytest.approx(size / period, rel=1e-6)
+    else:
+        assert rate is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=300))
+def test_backlog_rate_is_finite_and_not_negative(arrivals):
+    assert 0.0 <= backlog_rate(arrivals) < math.inf
 
 
 def test_recovery_summary_is_the_longest_gap_after_the_kill():
