@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emostream.cluster import LocalCluster, fetch
-from emostream.cluster.brokers import build_class_archive
+from emostream.cluster.brokers import _without_archive_flags, build_class_archive, java_option_words
 from emostream.config import cache_dir
+from emostream.errors import ClusterError
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer
@@ -182,13 +185,13 @@ def test_a_cut_off_or_foreign_class_archive_is_never_given_to_a_jvm_then_rebuilt
         archive.write_bytes(data[: len(data) // 2])
         stamp.write_text(fetch.class_archive_stamp_file(cache_dir()).read_text())  # the whole one's stamp, restored with it
         assert fetch.class_archive_options(cache) == []
-        assert not fetch.class_archive_usable(cache)  # its throwaway check JVM is the only one that maps it
+        assert fetch.class_archive_usable(cache) is False  # its throwaway check JVM is the only one that maps it
     archive.write_bytes(os.urandom(64 * 1024))
     stamp.unlink(missing_ok=True)
-    assert fetch.class_archive_options(cache) == [] and not fetch.class_archive_usable(cache)
+    assert fetch.class_archive_options(cache) == [] and fetch.class_archive_usable(cache) is False
     said: list[str] = []
     assert build_class_archive(cache, progress=said.append) == archive
-    assert fetch.class_archive_usable(cache) and any("building" in line for line in said)
+    assert fetch.class_archive_usable(cache) is True and any("building" in line for line in said)
     options = fetch.class_archive_options(cache)
     assert options and str(archive) in options[0]
     tool = subprocess.run(["java", *options, "-Xshare:on", "-cp", fetch.classpath(cache), "kafka.tools.StorageTool", "random-uuid"],
@@ -200,3 +203,42 @@ def test_a_cut_off_or_foreign_class_archive_is_never_given_to_a_jvm_then_rebuilt
     assert said == []  # usable and stamped: nothing to do
     assert not list(home.glob(".*.tmp"))  # no dump or stamp left half-written
     assert not list(Path.cwd().glob("hs_err_pid*.log"))  # the crashed check JVM wrote its report elsewhere
+
+
+def test_a_check_that_times_out_leaves_a_good_archive_and_its_stamp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a starved machine the check JVM may not finish in its 60 s: that says nothing of the
+    archive, which stays (with its stamp, so brokers keep using it); 'kafka fetch' warns instead."""
+    cache = tmp_path / "cache"
+    archive = fetch.class_archive(cache)
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"an archive this java mapped")
+    fetch.stamp_class_archive(cache)
+    assert fetch.class_archive_options(cache)
+
+    def slow(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs.get("timeout", 60))
+
+    monkeypatch.setattr(fetch.subprocess, "run", slow)
+    assert fetch.class_archive_usable(cache) is None
+    with pytest.raises(ClusterError, match="could not check"):
+        build_class_archive(cache, progress=lambda _line: None)
+    assert archive.read_bytes() == b"an archive this java mapped" and fetch.class_archive_options(cache)
+
+
+def test_java_options_are_split_as_the_launcher_splits_them() -> None:
+    line = "-Dpath=C:\\tmp\\x \"-Dq=a b\" -Dr='c d' -Da#b"
+    assert java_option_words(line) == ["-Dpath=C:\\tmp\\x", "-Dq=a b", "-Dr=c d", "-Da#b"]
+    kept = _without_archive_flags(r"-XX:SharedArchiveFile=/a.jsa -Dpath=C:\tmp -Xshare:auto '-Dq=a b'")
+    assert java_option_words(kept) == ["-Dpath=C:\\tmp", "-Dq=a b"]
+    assert _without_archive_flags('-Dq="unclosed') == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), max_size=8),
+       st.lists(st.sampled_from(["-XX:SharedArchiveFile=/c/a b.jsa", "-Xshare:on", "-XX:ArchiveClassesAtExit=x"]), max_size=3))
+def test_only_archive_flags_are_taken_out_of_java_options(words: list[str], flags: list[str]) -> None:
+    import shlex
+
+    words = [w for w in words if not w.startswith(("-XX:SharedArchiveFile=", "-XX:ArchiveClassesAtExit=", "-Xshare:"))]
+    assert java_option_words(shlex.join(words)) == words
+    assert java_option_words(_without_archive_flags(shlex.join(flags + words + flags))) == words

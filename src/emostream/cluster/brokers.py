@@ -524,7 +524,11 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
     archive or the new one, never half of one), and stamped once it has."""
     cache = cache or cache_dir()
     target = fetch.class_archive(cache)
-    if fetch.class_archive_usable(cache):
+    usable = fetch.class_archive_usable(cache)
+    if usable is None:
+        # A check that timed out says nothing of the archive: a good one stays (and its stamp).
+        raise ClusterError(f"could not check the class-data archive {target} (java did not finish in time); left as it is")
+    if usable:
         if not fetch.class_archive_options(cache):
             fetch.stamp_class_archive(cache)  # checked now (an archive of an older emostream has no stamp)
         return target
@@ -547,8 +551,8 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
             cluster.down(timeout_s=60)
         if not dump.is_file():
             raise ClusterError("the broker exited without writing its class-data archive")
-        if not fetch.class_archive_usable(cache, archive=dump):
-            raise ClusterError("java cannot map the class-data archive it just wrote")
+        if fetch.class_archive_usable(cache, archive=dump) is not True:
+            raise ClusterError("java cannot map the class-data archive it just wrote (or did not finish checking it)")
         os.replace(dump, target)
         fetch.stamp_class_archive(cache)
     finally:
@@ -558,10 +562,22 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
     return target
 
 
+def java_option_words(java_options: str) -> list[str]:
+    """``JDK_JAVA_OPTIONS`` split as the java launcher splits it: at white space, where single or
+    double quotes keep white space in a word and are removed; no escape character (a backslash, as
+    in a Windows-style path, is kept). ValueError for an unclosed quote."""
+    lexer = shlex.shlex(java_options, posix=True)
+    lexer.whitespace = " \t\r\n\v\f"  # C's isspace(), as the launcher uses
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    lexer.commenters = ""
+    return list(lexer)
+
+
 def _without_archive_flags(java_options: str) -> str:
     """``JDK_JAVA_OPTIONS`` without class-data archive flags (quoted words, as the launcher reads them, kept whole)."""
     try:
-        words = shlex.split(java_options)
+        words = java_option_words(java_options)
     except ValueError:  # unbalanced quotes: the launcher would refuse them too
         return ""
     return shlex.join(w for w in words if not w.startswith(_ARCHIVE_FLAGS))

@@ -143,9 +143,12 @@ def forget_class_archive(cache: Path, version: str = KAFKA_VERSION) -> None:
     class_archive(cache, version).unlink(missing_ok=True)
 
 
-def class_archive_usable(cache: Path, version: str = KAFKA_VERSION, archive: Path | None = None) -> bool:
+def class_archive_usable(cache: Path, version: str = KAFKA_VERSION, archive: Path | None = None) -> bool | None:
     """True when this ``java`` maps ``archive`` (default: the cached one) with the cached jars
-    (``-Xshare:on`` fails otherwise; a cut-off archive crashes this throwaway JVM, no other)."""
+    (``-Xshare:on`` fails otherwise; a cut-off archive crashes this throwaway JVM, no other); False
+    when it does not or there is no archive or java; None when the check itself did not finish (a
+    timeout on a starved machine, java not runnable): that says nothing of the archive, which a
+    caller must then leave as it is."""
     archive = archive or class_archive(cache, version)
     java = shutil.which("java")
     if not archive.is_file() or java is None:
@@ -157,7 +160,7 @@ def class_archive_usable(cache: Path, version: str = KAFKA_VERSION, archive: Pat
         with tempfile.TemporaryDirectory(prefix="emostream-cds-check-") as scratch:
             return subprocess.run(cmd, capture_output=True, timeout=60, cwd=scratch).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return None
 
 
 def is_fetched(cache: Path, version: str = KAFKA_VERSION) -> bool:
