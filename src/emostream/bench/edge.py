@@ -265,7 +265,7 @@ def run_edge_bench(opts: EdgeBenchOptions) -> dict:
         # From 3 s into the silence (the last sentence before it is transcribed by then) to its end.
         window = [x for x in samples if silence.start_s + 3.0 <= x[0] <= silence.end_s]
         if len(window) >= 2:
-            (_p0, w0, c0, _r0), (_p1, w1, c1, _r1) = window[0], window[-1]
+            (w0, c0), (w1, c1) = window[0][1:3], window[-1][1:3]
             idle = {"cpu_percent_of_one_core": round(100 * (c1 - c0) / (w1 - w0), 2),
                     "rss_mb": round(max(x[3] for x in window), 1), "seconds": round(w1 - w0, 1)}
     n = len(rec.speech)

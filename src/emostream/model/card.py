@@ -34,7 +34,7 @@ def _xed_sections(report: dict, s: dict) -> tuple[list[str], list[str]]:
         f"same split): train {rows.get('xed_train')} rows, dev {rows.get('xed_dev')} rows. Plutchik ids map 1→anger, "
         "3→disgust, 4→fear, 5→joy, 6→sadness, 7→surprise, the neutral file→neutral; lines with only anticipation (2) "
         "and/or trust (8) have no 7-class label and were dropped (3,845 of 17,528 annotated lines).",
-        f"- Mix: GoEmotions train + XED train, one pass over both per epoch"
+        "- Mix: GoEmotions train + XED train, one pass over both per epoch"
         + (f", each XED row's loss weighted {s['xed_weight']:g}" if s.get("xed_weight", 1.0) != 1.0 else ", every row weighted equally")
         + f"; each epoch {s.get('spoken_fraction')} of the "
         "rows (drawn anew) are shown in spoken style: lowercase, no punctuation, 30 % of those with a filler "
@@ -310,7 +310,7 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         lines += [
             f"### {title}",
             "",
-            f"`emostream bench model --json" + (f" --threads {b['threads']}" if b.get('threads') else "") + f"` on {host.get('cpu_count')} CPU core(s) "
+            "`emostream bench model --json" + (f" --threads {b['threads']}" if b.get('threads') else "") + f"` on {host.get('cpu_count')} CPU core(s) "
             f"({host.get('cpu_model', 'unknown CPU')}), onnxruntime {host.get('onnxruntime')}, 1-min load average "
             f"{host.get('loadavg_1m')} when measured, built-in utterances of {b.get('utterance_words', {}).get('min')}–"
             f"{b.get('utterance_words', {}).get('max')} words:",
@@ -331,7 +331,7 @@ def render_card(report: dict, benches: list[tuple[str, dict]] | None = None, eva
         lines += [
             "",
             f"- Cold start (load + first prediction): {b.get('cold_start_s')} s.",
-            f"- Naive baseline (transformers + torch, same weights, one text at a time): "
+            "- Naive baseline (transformers + torch, same weights, one text at a time): "
             + (f"{naive} utterances/s; speedup at the best batch size: {b.get('speedup_vs_naive')}x." if naive
                else f"not measured ({b.get('naive_note')})."),
             "",
