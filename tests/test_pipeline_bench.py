@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emostream.bench.pipeline import (
+    _parts,
     _cpu_delta,
     _cpu_s,
     PipelineBenchOptions,
@@ -129,6 +130,15 @@ def test_backlog_rate_is_finite_and_not_negative(arrivals):
     assert 0.0 <= backlog_rate(arrivals) < math.inf
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=3), min_size=1, max_size=200), st.integers(1, 300))
+def test_the_backlog_parts_are_the_texts_in_order_none_empty(texts, parts):
+    got = _parts(texts, parts)
+    assert [t for part in got for t in part] == texts
+    assert len(got) == min(parts, len(texts)) and all(got)
+    assert max(map(len, got)) - min(map(len, got)) <= 1
+
+
 def test_recovery_summary_is_the_longest_gap_after_the_kill():
     arrivals = [9.0, 9.5, 10.2, 17.0, 17.1, 17.2, 30.0]  # killed at 10: the old worker's last events, then a pause
     s = recovery_summary(10.0, arrivals, ["a", "b", "c", "d", "e", "e"], sent=6)
@@ -171,6 +181,8 @@ def test_options_and_rates_refuse_nonsense():
         PipelineBenchOptions(rate_seconds=0)
     with pytest.raises(UsageError, match="--model-seconds"):
         PipelineBenchOptions(model_seconds=-1)
+    with pytest.raises(UsageError, match="--backlog-parts"):
+        PipelineBenchOptions(backlog_parts=0)
     with pytest.raises(UsageError):
         PipelineBenchOptions(recovery_seconds=-1)
     assert PipelineBenchOptions(pin=True).layout == "pinned" and PipelineBenchOptions().layout == "shared"
@@ -188,7 +200,7 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     # The broker's smallest session timeout (6 s): the recovery without --static-membership waits for it.
     opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
                                 rate_seconds=2.0, idle_seconds=1.0, model_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2,
-                                recovery_seconds=6.0, session_timeout_ms=6000,
+                                recovery_seconds=6.0, session_timeout_ms=6000, backlog_parts=2,
                                 keep_logs=False)
     before = os.sched_getaffinity(0)
     folders = set(Path(tempfile.gettempdir()).glob("emostream-bench-*"))
@@ -201,8 +213,9 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     assert result["quix_throughput"] is None and result["ratio_to_quix"] is None
     assert result["idle_cpu_percent"] is not None and result["idle_cpu_percent"] >= 0
     assert result["worker_rss_mb"] > 0 and result["model_throughput"] > 0
-    runs = result["model_throughput_runs"]
-    assert len(runs) == 3 and min(runs) > 0 and result["model_throughput"] == max(runs[1:])
+    runs = result["model_throughput_runs"]  # the capacity offer's run, then before, between and after the 2 parts
+    assert len(runs) == 4 and min(runs) > 0 and min(runs[1:]) * 0.999 <= result["model_throughput"] <= max(runs[1:]) * 1.001
+    assert result["backlog_parts"] == 2 and len(result["backlog_part_throughputs"]) == 2
     rates = result["rates"]
     assert [r["offered_per_s"] for r in rates[:2]] == [5.0, 20.0]
     assert len(rates) == 3 and rates[2]["half_capacity"] is True and "half_capacity" not in rates[0]

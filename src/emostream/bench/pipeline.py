@@ -3,17 +3,20 @@
 In one invocation, with the worker as a separate ``python -m emostream worker`` process (as
 deployed, so its CPU time and RSS are read from ``/proc``):
 
-1. the model alone, at the worker's micro-batch size and in this process (timed three times: here,
-   where it sets the capacity offer, and just before and after the backlog, whose better run is
-   the ceiling);
+1. the model alone, at the worker's micro-batch size and in this process (here it sets the
+   capacity offer; the ceiling is timed with the backlog, see 5);
 2. a worker, warmed up, then idle for ``--idle-seconds``: its idle CPU;
 3. the steady-state capacity *under concurrent load*: transcripts offered at 1.2 × the model's
    first run while the reader runs, output rate over the last three quarters of the window;
 4. fixed offered rates (default 10, 50, 150/s and half that capacity), ``--rate-seconds`` each:
    p50/p95/p99/max end to end (utterance end → event at a read_committed reader) and the worker's
    CPU ms per event (its nanosecond CPU clock over the window);
-5. a backlog of ``--count`` transcripts drained by a fresh worker: backlog throughput (after the
-   latency phases, which warm the broker's JVM up as a long-running broker is);
+5. a backlog of ``--count`` transcripts in ``--backlog-parts`` parts, each produced while the
+   worker is stopped (SIGSTOP) and then drained: backlog throughput, counted between the ends of
+   each part's first and last transaction; the model alone is timed for ``--model-seconds`` / 2
+   before, between and after the parts, on the same texts, and that is the ceiling: both figures
+   of ``ratio_to_model`` come from the same minutes (after the latency phases, which warm the
+   broker's JVM up as a long-running broker is);
 6. recovery: a worker under a steady 50/s is killed with SIGKILL and restarted at once (same
    ``--instance-id``, as systemd or Kubernetes would); the pause is the longest gap in the output
    from the kill until events flow again, with lost and duplicated events counted (0 and 0);
@@ -30,6 +33,7 @@ killed and restarted the same way for its recovery pause.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,7 +47,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from emostream.cluster import LocalCluster
 from emostream.cluster.brokers import free_base_port
@@ -73,6 +77,10 @@ BURST_GAP_S = 0.25
 MIN_SPAN_S = 0.001
 # Kafka's default group.min.session.timeout.ms: a worker asking for less is refused by the broker.
 BROKER_MIN_SESSION_TIMEOUT_MS = 6000
+# The backlog is drained in parts with the model alone timed before, between and after them, so
+# both figures of ratio_to_model come from the same minutes: this VM's speed drifts by ~10 % over
+# minutes (the model alone, back to back on an idle machine: 904-1,085 texts/s in 8 s runs).
+BACKLOG_PARTS = 4
 LAYOUTS = ("shared", "pinned")
 BASELINES = ("quix",)
 # quixstreams 3.28 pins confluent-kafka < 2.13, older than ours: it gets a venv of its own, made on
@@ -175,14 +183,15 @@ class PipelineBenchOptions:
     baseline: str | None = None  # "quix": also drain the backlog with a Quix Streams app
     pipeline: bool = True  # the worker's default; False runs it with --no-pipeline (for comparison)
     recovery_seconds: float = 30.0  # the steady load around the SIGKILL (0: skip the recovery phase)
-    model_seconds: float = 8.0  # how long the model alone is timed (twice: at the start and the end)
+    model_seconds: float = 8.0  # how long the model alone is timed at the start; half of it before, between and after the backlog's parts
+    backlog_parts: int = BACKLOG_PARTS  # the backlog in this many parts, the model alone timed between them
     # The workers' --session-timeout-ms: how long the group waits for a killed worker (the
     # recovery pause without --static-membership is bound by it).
     session_timeout_ms: int = WorkerSettings.session_timeout_ms
     keep_logs: bool = True  # the workers' logs stay in the run's temporary folder (the CLI says where)
 
     def __post_init__(self) -> None:
-        for name in ("count", "naive_count", "batch_max"):
+        for name in ("count", "naive_count", "batch_max", "backlog_parts"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -268,10 +277,10 @@ def rate_summary(offered: float, sent_at: float, arrivals: list[tuple[float, flo
     }
 
 
-def rate_between_bursts(times: list[float], lo: float = -math.inf, hi: float = math.inf) -> float | None:
-    """Events/s between the first and the last burst of arrivals that ends inside ``[lo, hi]``: the
-    events that arrived after the first burst's end, up to the last one's, over that time. None when
-    fewer than two bursts end there.
+def burst_span(times: list[float], lo: float = -math.inf, hi: float = math.inf) -> tuple[int, float] | None:
+    """(events, seconds) between the first and the last burst of arrivals that ends inside
+    ``[lo, hi]``: the events that arrived after the first burst's end, up to the last one's, and
+    the time between those ends. None when fewer than two bursts end there.
 
     A read_committed reader gets a transaction's events together, at its commit (a busy worker's
     1,024 at once), so a rate counted from the first arrival counts the first transaction's events
@@ -282,7 +291,13 @@ def rate_between_bursts(times: list[float], lo: float = -math.inf, hi: float = m
     ends = [i for i, t in enumerate(ts) if lo <= t <= hi and (i + 1 == len(ts) or ts[i + 1] - t > BURST_GAP_S)]
     if len(ends) < 2 or ts[ends[-1]] - ts[ends[0]] < MIN_SPAN_S:
         return None
-    return (ends[-1] - ends[0]) / (ts[ends[-1]] - ts[ends[0]])
+    return ends[-1] - ends[0], ts[ends[-1]] - ts[ends[0]]
+
+
+def rate_between_bursts(times: list[float], lo: float = -math.inf, hi: float = math.inf) -> float | None:
+    """Events/s over :func:`burst_span`; None when fewer than two bursts end in ``[lo, hi]``."""
+    span = burst_span(times, lo, hi)
+    return None if span is None else span[0] / span[1]
 
 
 def _stream_rate(ts: list[float]) -> float | None:
@@ -447,21 +462,41 @@ def _offer(client: ClientConfig, src: str, reader: _Reader, texts: list[str], ra
 
 # --- the phases ----------------------------------------------------------------------------------------
 
-def _model_throughput(model_spec: str | None, texts: list[str], batch: int, seconds: float = 8.0) -> tuple[float, str]:
-    """The model alone, called as the worker calls it on a backlog: transactions of
+class _ModelAlone:
+    """The model alone in this process, called as the worker calls it on a backlog: transactions of
     ``txn_max_records`` texts, each classified in length-sorted calls of ``batch``."""
-    clf = load_model(model_spec)
-    clf.classify(texts[:batch])  # warm-up
-    block = WorkerSettings().txn_max_records
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds and done < len(texts):
-        txn = texts[done : done + block]
-        for chunk in length_chunks(txn, batch):
-            clf.classify([txn[i] for i in chunk])
-            done += len(chunk)
-            if time.perf_counter() - start >= seconds:
-                break
-    return done / (time.perf_counter() - start), clf.name
+
+    def __init__(self, model_spec: str | None, batch: int) -> None:
+        self.clf = load_model(model_spec)
+        self.name = self.clf.name
+        self.batch = batch
+        self._warm = False
+
+    def run(self, texts: list[str], seconds: float) -> tuple[int, float]:
+        """(texts classified, seconds taken): ``texts`` over and over for ``seconds``."""
+        if not texts:
+            return 0, 0.0
+        if not self._warm:
+            self.clf.classify(texts[: self.batch])
+            self._warm = True
+        block = WorkerSettings().txn_max_records
+        done, pos, start = 0, 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            txn = texts[pos : pos + block]
+            pos = pos + block if pos + block < len(texts) else 0
+            for chunk in length_chunks(txn, self.batch):
+                self.clf.classify([txn[i] for i in chunk])
+                done += len(chunk)
+                if time.perf_counter() - start >= seconds:
+                    break
+        return done, time.perf_counter() - start
+
+
+def _model_throughput(model_spec: str | None, texts: list[str], batch: int, seconds: float = 8.0) -> tuple[float, str]:
+    """Texts/s of the model alone (see :class:`_ModelAlone`), and its name."""
+    model = _ModelAlone(model_spec, batch)
+    done, took = model.run(texts, seconds)
+    return (done / took if took > 0 else 0.0), model.name
 
 
 def _naive(client: ClientConfig, model_spec: str | None, src: str, out: str, n: int, timeout_s: float) -> float:
@@ -537,16 +572,25 @@ def _quix_python() -> Path:
     return py
 
 
+def backlog_span(arrivals: list[tuple[float, float]]) -> tuple[int, float]:
+    """(events, seconds) a drained backlog's rate is counted over: between the end of its first
+    transaction and its last (``rate_between_bursts``). Rounds up to stop 24 took first to last
+    arrival, which counted the first transaction's 1,024 events without the ~1.1 s spent on them:
+    ~5 % high on 20,000. Arrivals without quiet gaps (Quix commits every 0.1 s; a backlog of one
+    transaction): first to last arrival."""
+    ts = sorted(t for t, _ in arrivals)
+    span = burst_span(ts)
+    if span is not None:
+        return span
+    if len(ts) > 1 and ts[-1] - ts[0] >= MIN_SPAN_S:
+        return len(ts) - 1, ts[-1] - ts[0]
+    return 0, 0.0
+
+
 def backlog_rate(arrivals: list[tuple[float, float]]) -> float:
-    """Events/s of a drained backlog: between the end of its first transaction and its last
-    (``rate_between_bursts``). Rounds before this one took first to last arrival, which counted the
-    first transaction's 1,024 events without the ~1.1 s spent on them: ~5 % high on 20,000. Arrivals
-    without quiet gaps (Quix commits every 0.1 s; a backlog of one transaction): first to last."""
-    times = [t for t, _ in arrivals]
-    rate = rate_between_bursts(times)
-    if rate is None:
-        rate = _stream_rate(sorted(times))
-    return rate or 0.0
+    """Events/s of a drained backlog (see :func:`backlog_span`); 0 when nothing can be measured."""
+    events, seconds = backlog_span(arrivals)
+    return events / seconds if seconds > 0 else 0.0
 
 
 def _quix_throughput(client: ClientConfig, admin: Admin, run: str, options: PipelineBenchOptions, texts: list[str],
@@ -701,6 +745,25 @@ def _latency_runs(client: ClientConfig, admin: Admin, run: str, options: Pipelin
         _stop(worker)
 
 
+@contextlib.contextmanager
+def _stopped(proc: subprocess.Popen) -> Iterator[None]:
+    """``proc`` stopped (SIGSTOP) for the block, then continued. Its sessions with the broker outlive
+    a pause of well under the session timeout (a part is produced in about a second)."""
+    if proc.poll() is not None:  # reaped: its pid may be another process's by now
+        raise ClusterError(f"the benchmark's worker exited with code {proc.returncode}; its log is named below")
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+
+def _parts(texts: list[str], parts: int) -> list[list[str]]:
+    """``texts`` in ``parts`` consecutive parts of (nearly) equal size, none empty."""
+    k = max(1, min(parts, len(texts)))
+    return [texts[len(texts) * i // k : len(texts) * (i + 1) // k] for i in range(k)]
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 1)
 
@@ -741,25 +804,38 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         live = _latency_runs(client, admin, run, options, texts, first_tp, worker_cpu, tmp, procs)
         half = next((r for r in live["rates"] if r.get("half_capacity")), None)
 
-        _say(f"throughput: {count} transcripts as a backlog (the model alone timed just before and just after it)")
+        parts = _parts(texts, options.backlog_parts)
+        _say(f"throughput: {count} transcripts as a backlog in {len(parts)} part(s), the model alone timed before, "
+             "between and after them")
         src, out, _dlq = _topics(admin, f"{run}-tp")
-        _produce(client, src, texts)
-        # The ceiling is the better of the two runs next to the backlog: the VM's speed drifts over
-        # minutes (the model alone varied by 10 % within one run), and the better one never
-        # flatters ratio_to_model.
-        before_tp = _model_throughput(model_spec, texts, batch, options.model_seconds)[0]
+        model = _ModelAlone(model_spec, batch)
         worker = _worker(client.bootstrap, src, out, f"{run}-tp", options, tmp / "worker-tp.log", worker_cpu)
         procs.append(worker)
         reader = _Reader(client, out, worker)
+        backlog: list[tuple[float, float]] = []
+        spans: list[tuple[int, float]] = []
+        model_runs: list[tuple[int, float]] = []
         try:
-            backlog = reader.take(count, timeout_s=max(600.0, count / 20), tag="b")
+            # One transcript first: the worker has loaded its model and joined, the reader reads.
+            _produce(client, src, texts[:1], tag="bw")
+            reader.take(1, timeout_s=180.0, tag="bw")
+            for i, part in enumerate(parts):
+                model_runs.append(model.run(part, options.model_seconds / 2))
+                # The part is all there before the worker sees any of it, as a backlog is.
+                with _stopped(worker):
+                    _produce(client, src, part, tag=f"b{i}")
+                arrivals = reader.take(len(part), timeout_s=max(600.0, len(part) / 20), tag=f"b{i}")
+                backlog += arrivals
+                spans.append(backlog_span(arrivals))
+            model_runs.append(model.run(parts[-1], options.model_seconds / 2))
         finally:
             reader.close()
-        throughput = backlog_rate(backlog)
+        counted, took = sum(n for n, _ in spans), sum(t for _, t in spans)
+        throughput = counted / took if took > 0 else 0.0
         rss = max(filter(None, [_proc_mb(worker.pid, "VmHWM"), live.pop("rss")]), default=None)
         _stop(worker)
-        after_tp = _model_throughput(model_spec, texts, batch, options.model_seconds)[0]
-        model_tp = max(before_tp, after_tp)
+        model_done, model_took = sum(n for n, _ in model_runs), sum(t for _, t in model_runs)
+        model_tp = model_done / model_took if model_took > 0 else 0.0
 
         recovery: dict[str, Any] = {"pause_s": None, "lost": None, "duplicates": None}
         static: dict[str, Any] = dict(recovery)
@@ -810,7 +886,9 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "naive_count": naive_n,
             "speedup_vs_naive": round(throughput / naive_tp, 1) if naive_tp else None,
             "model_throughput": round(model_tp, 1),
-            "model_throughput_runs": [round(first_tp, 1), round(before_tp, 1), round(after_tp, 1)],
+            "model_throughput_runs": [round(first_tp, 1)] + [round(n / t, 1) if t > 0 else 0.0 for n, t in model_runs],
+            "backlog_parts": len(parts),
+            "backlog_part_throughputs": [round(n / t, 1) if t > 0 else None for n, t in spans],
             "ratio_to_model": round(throughput / model_tp, 3) if model_tp else None,
             "quix_throughput": _round(quix_tp),
             "ratio_to_quix": round(throughput / quix_tp, 2) if quix_tp else None,
@@ -842,7 +920,10 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.wait(10)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:  # unkillable (D state): the broker still goes down
+                    _say(f"process {p.pid} did not exit 10 s after SIGKILL")
         if cluster is not None:
             cluster.down()
             shutil.rmtree(tmp / "kafka", ignore_errors=True)

@@ -48,7 +48,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pipeline.add_argument("--recovery-seconds", type=float, default=30.0,
                           help="steady 50/s load around the SIGKILL + restart of the recovery phase (0: skip; default 30)")
     pipeline.add_argument("--model-seconds", type=float, default=8.0,
-                          help="seconds the model alone is timed, each of three times: at the start, just before and just after the backlog (default 8)")
+                          help="seconds the model alone is timed at the start (the capacity offer); half of it before, "
+                               "between and after the backlog's parts (the ceiling) (default 8)")
+    pipeline.add_argument("--backlog-parts", type=int, default=4,
+                          help="the backlog in this many parts, the model alone timed between them (default 4; "
+                               "each part should hold several 1,024-event transactions)")
     pipeline.add_argument("--batch-wait-ms", type=float, default=None,
                           help="the worker's --batch-wait-ms (default: the worker's default)")
     pipeline.add_argument("--session-timeout-ms", type=int, default=10_000,
@@ -106,6 +110,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
                                 rate_seconds=args.rate_seconds, idle_seconds=args.idle_seconds, pin=args.pin,
                                 baseline=args.baseline, pipeline=not args.no_pipeline,
                                 recovery_seconds=args.recovery_seconds, batch_wait_ms=args.batch_wait_ms,
-                                model_seconds=args.model_seconds, session_timeout_ms=args.session_timeout_ms)
+                                model_seconds=args.model_seconds, session_timeout_ms=args.session_timeout_ms,
+                                backlog_parts=args.backlog_parts)
     _print(run_pipeline_bench(opts), args.json)
     return 0
