@@ -20,7 +20,8 @@ from emostream.worker.checkpoint import Checkpoint, rewind
 from emostream.worker.batching import IDLE_POLL_S
 from emostream.worker.runner import Worker, WorkerSettings
 from emostream.worker.dedupe import RecentIds, utterance_digest
-from emostream.worker.process import Output, Record, drop_duplicates, process_batch
+from emostream.model.base import Prediction
+from emostream.worker.process import Output, Record, classify_with_fallback, drop_duplicates, process_batch
 from tests.worker_helpers import KeywordClassifier
 
 
@@ -67,6 +68,64 @@ def test_a_model_that_fails_on_everything_stops_the_worker() -> None:
     recs = [_rec(0, _t("a", "boom")), _rec(1, _t("b", "boom too"))]
     with pytest.raises(ModelError):
         process_batch(recs, KeywordClassifier(), target_topic="o", dlq_topic="d")
+
+
+class _Picky:
+    """Fails any call that holds a text starting with "bad"; the label is the text (so order shows)."""
+
+    name = "picky"
+
+    def __init__(self, batches_internally: bool = False) -> None:
+        self.calls: list[int] = []
+        if batches_internally:
+            self.batches_internally = True
+
+    def classify(self, texts: list[str]) -> list[Prediction]:
+        self.calls.append(len(texts))
+        if any(t.startswith("bad") for t in texts):
+            raise RuntimeError("bad text")
+        return [Prediction(t) for t in texts]
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=300))
+def test_a_failed_call_is_split_until_only_the_failing_texts_fail(bad: list[bool]) -> None:
+    texts = [f"{'bad' if b else 'ok'}-{i}" for i, b in enumerate(bad)]
+    model = _Picky()
+    if len(texts) > 1 and all(bad):
+        with pytest.raises(ModelError):
+            classify_with_fallback(model, texts)
+        return
+    out, _ = classify_with_fallback(model, texts)
+    assert [isinstance(p, Exception) for p in out] == bad
+    assert [p.label for p in out if not isinstance(p, Exception)] == [t for t, b in zip(texts, bad) if not b]
+    # Bisection: each bad text costs at most two calls per halving, never one call per text of the batch.
+    assert len(model.calls) <= 1 + 2 * sum(bad) * max(1, math.ceil(math.log2(len(texts))))
+
+
+def test_one_bad_text_in_a_transaction_costs_a_handful_of_calls() -> None:
+    texts = [f"ok-{i}" for i in range(1024)]
+    texts[700] = "bad-700"
+    model = _Picky()
+    out, _ = classify_with_fallback(model, texts)
+    assert isinstance(out[700], Exception) and sum(isinstance(p, Exception) for p in out) == 1
+    assert len(model.calls) <= 21 and sum(model.calls) <= 3 * 1024  # one by one: 1,025 calls
+
+
+def test_a_classifier_that_batches_internally_gets_the_whole_transaction_in_one_call() -> None:
+    recs = [_rec(i, _t(f"u{i}", "x" * (i % 17 + 1))) for i in range(200)]
+    whole, chunked = _Picky(batches_internally=True), _Picky()
+    a = process_batch(recs, whole, target_topic="o", dlq_topic="d", model_batch=64, clock=lambda: 1_700_000_000.0)
+    b = process_batch(recs, chunked, target_topic="o", dlq_topic="d", model_batch=64, clock=lambda: 1_700_000_000.0)
+    assert whole.calls == [200] and chunked.calls == [64, 64, 64, 8]
+    assert [e.value for e in a.events] == [e.value for e in b.events]  # same events, same order
+
+
+def test_the_onnx_backend_batches_internally() -> None:
+    from emostream.model.base import batches_internally
+    from emostream.model.onnx_backend import OnnxClassifier
+
+    assert batches_internally(OnnxClassifier) and not batches_internally(KeywordClassifier())
 
 
 def test_duplicates_are_dropped_within_and_across_committed_batches() -> None:

@@ -59,6 +59,7 @@ from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer, poll_batch
 from emostream.kafka.producer import idempotent_producer, produce
+from emostream.model.base import batches_internally
 from emostream.topics import create_topic, plan_dedupe, plan_topic
 from emostream.worker.model import load_model
 from emostream.worker.process import length_chunks
@@ -464,7 +465,8 @@ def _offer(client: ClientConfig, src: str, reader: _Reader, texts: list[str], ra
 
 class _ModelAlone:
     """The model alone in this process, called as the worker calls it on a backlog: transactions of
-    ``txn_max_records`` texts, each classified in length-sorted calls of ``batch``."""
+    ``txn_max_records`` texts, each classified in one call where the model batches internally (the
+    shipped one), else in length-sorted calls of ``batch`` (see ``process_batch``)."""
 
     def __init__(self, model_spec: str | None, batch: int) -> None:
         self.clf = load_model(model_spec)
@@ -484,7 +486,7 @@ class _ModelAlone:
         while time.perf_counter() - start < seconds:
             txn = texts[pos : pos + block]
             pos = pos + block if pos + block < len(texts) else 0
-            for chunk in length_chunks(txn, self.batch):
+            for chunk in length_chunks(txn, len(txn) if batches_internally(self.clf) else self.batch):
                 self.clf.classify([txn[i] for i in chunk])
                 done += len(chunk)
                 if time.perf_counter() - start >= seconds:

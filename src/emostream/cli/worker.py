@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     w.add_argument("--group", default=WORKER_GROUP, help=f"consumer group (default {WORKER_GROUP})")
     w.add_argument("--model", default=None, help="model name or folder, hf:PATH, or python:MODULE:FACTORY (default: the shipped model)")
     w.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: automatic)")
-    w.add_argument("--batch-max", type=int, default=64, help="records per micro-batch at most (default 64)")
+    w.add_argument("--batch-max", type=int, default=64, help="texts per model call at most, for a model that does not batch internally (the "
+                        "shipped one takes a whole transaction per call); also the fewest records --max-latency-ms "
+                        "lets a transaction hold (default 64)")
     w.add_argument("--batch-wait-ms", type=float, default=DEFAULT_BATCH_WAIT_MS,
                    help=f"at most one batch closes per this many ms (default {DEFAULT_BATCH_WAIT_MS:g}): a record that comes longer than that "
                         "after the last batch closed goes at once, others wait for that slot with what comes meanwhile")

@@ -120,6 +120,9 @@ def default_small_run_tokens() -> int:
 class OnnxClassifier:
     """Runs a model folder with ONNX Runtime. Thread-safe for concurrent ``classify`` calls."""
 
+    # One call of any size is sorted by length and cut into runs of batch_size here (see logits).
+    batches_internally = True
+
     def __init__(self, folder: str | Path, threads: int | None = None, batch_size: int = 32, name: str | None = None,
                  spinning: bool | None = None, small_run_tokens: int | None = None, parallel_runs: int = 1):
         """Load ``folder``; ``threads`` = intra-op threads (default: ORT's choice = physical cores);

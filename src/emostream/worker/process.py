@@ -1,6 +1,7 @@
 """The process step, free of I/O: decode a batch → classify the valid ones (one model call per
-``model_batch`` texts, length-sorted) → EmotionEvents and dead letters. The caller produces the results inside
-its transaction."""
+``model_batch`` texts, length-sorted; one call for all of them where the classifier batches
+internally) → EmotionEvents and dead letters. The caller produces the results inside its
+transaction."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from emostream.events import (
     parse_ts,
 )
 from emostream.errors import ModelError
-from emostream.model.base import Classifier, Prediction
+from emostream.model.base import Classifier, Prediction, batches_internally
 from emostream.worker.dedupe import RecentIds, is_derived_id, utterance_digest
 
 log = logging.getLogger("emostream.worker")
@@ -133,29 +134,48 @@ def _latency_s(t: Transcript, rec: Record, now: float) -> float | None:
 
 
 def classify_with_fallback(classifier: Classifier, texts: list[str]) -> tuple[list[Prediction | Exception], float]:
-    """One model call for the batch; when it raises, one call per text so only the bad ones fail.
+    """One model call for the batch; when it raises, the batch is split in halves, each tried the
+    same way, so only the texts that fail on their own fail (a bad text in a call of 1,024 costs ~20
+    calls, not 1,024 one by one: a device cannot make every transaction it is in that slow).
 
     Returns predictions (or the exception for a text that failed alone) and the model time.
     If every text of a multi-text batch fails alone too, the model itself is broken: ModelError.
     """
     start = time.perf_counter()
     try:
-        preds: list[Prediction | Exception] = list(classifier.classify(texts))
-        if len(preds) != len(texts):
-            raise ModelError(f"model returned {len(preds)} predictions for {len(texts)} texts")
-        return preds, time.perf_counter() - start
-    except Exception as batch_exc:  # noqa: BLE001 - any model failure triggers the per-record retry
-        log.warning("batched model call failed (%s); retrying %d texts one by one", batch_exc, len(texts))
-        out: list[Prediction | Exception] = []
-        for text in texts:
-            try:
-                (pred,) = classifier.classify([text])
-                out.append(pred)
-            except Exception as exc:  # noqa: BLE001
-                out.append(exc)
+        return _classified(classifier, texts), time.perf_counter() - start
+    except Exception as batch_exc:  # noqa: BLE001 - any model failure triggers the split retry
+        log.warning("batched model call failed (%s); retrying %d texts in halves", batch_exc, len(texts))
+        out = _split_retry(classifier, texts)
         if len(texts) > 1 and all(isinstance(p, Exception) for p in out):
             raise ModelError(f"the model fails on every text ({out[0]}); refusing to dead-letter a whole batch") from batch_exc
         return out, time.perf_counter() - start
+
+
+def _classified(classifier: Classifier, texts: list[str]) -> list[Prediction | Exception]:
+    preds: list[Prediction | Exception] = list(classifier.classify(texts))
+    if len(preds) != len(texts):
+        raise ModelError(f"model returned {len(preds)} predictions for {len(texts)} texts")
+    return preds
+
+
+def _split_retry(classifier: Classifier, texts: list[str]) -> list[Prediction | Exception]:
+    """``texts`` (whose call failed) as two halves, each classified or split again; a text that
+    fails alone gets its exception."""
+    out: list[Prediction | Exception] = []
+    stack = [texts[len(texts) // 2 :], texts[: len(texts) // 2]]  # first half on top: order kept
+    while stack:
+        part = stack.pop()
+        if not part:
+            continue
+        try:
+            out += _classified(classifier, part)
+        except Exception as exc:  # noqa: BLE001
+            if len(part) == 1:
+                out.append(exc)
+            else:
+                stack += [part[len(part) // 2 :], part[: len(part) // 2]]
+    return out
 
 
 def length_chunks(texts: Sequence[str], size: int) -> list[list[int]]:
@@ -242,7 +262,8 @@ def process_batch(
         return result
     texts = [t.text for _, _, t, _ in valid]
     by_index: dict[int, Prediction | Exception] = {}
-    for chunk in length_chunks(texts, model_batch):
+    call = len(texts) if batches_internally(classifier) else model_batch
+    for chunk in length_chunks(texts, call):
         chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk])
         by_index.update(zip(chunk, chunk_preds))
         result.model_s += seconds
