@@ -192,6 +192,10 @@ def test_options_and_rates_refuse_nonsense():
         with pytest.raises(UsageError, match="--session-timeout-ms"):
             PipelineBenchOptions(session_timeout_ms=ms)
     assert PipelineBenchOptions(session_timeout_ms=6000).session_timeout_ms == 6000
+    # A cluster of the user's may allow less than Kafka's default minimum (its workers say so if not).
+    assert PipelineBenchOptions(session_timeout_ms=3000, bootstrap="h:9092").session_timeout_ms == 3000
+    with pytest.raises(UsageError, match="--session-timeout-ms"):
+        PipelineBenchOptions(session_timeout_ms=0, bootstrap="h:9092")
 
 
 @pytest.mark.kafka

@@ -30,6 +30,7 @@ from tests.worker_helpers import (
     produce_transcripts,
     STUB_SPEC,
     read_all,
+    start_worker,
     stop,
     Workers,
 )
@@ -197,3 +198,19 @@ def test_plain_text_from_the_kafka_console_producer_is_classified(bootstrap: str
     assert events[0]["text"] == "I am so happy this finally works"
     assert all(e["label"] in e["scores"] for e in events)
     _report("console producer", events=[(e["utterance_id"], e["label"]) for e in events], model=events[0]["model"])
+
+
+def test_a_session_timeout_the_brokers_refuse_stops_the_worker_with_a_clear_error(bootstrap: str, unique_name: str,
+                                                                                   tmp_path: Path) -> None:
+    # Below the brokers' group.min.session.timeout.ms (6 s by default) no join can succeed: the
+    # worker used to log "JoinGroup failed" every 2 s for ever, consuming nothing.
+    src, out, _ = make_topics(bootstrap, unique_name, partitions=1)
+    log = tmp_path / "worker.log"
+    worker = start_worker(bootstrap, src, out, unique_name, "w1", log, STUB_SPEC, "--session-timeout-ms", "3000")
+    try:
+        code = worker.wait(timeout=90)
+    finally:
+        stop(worker)
+    text = log.read_text()
+    assert code != 0, text
+    assert "--session-timeout-ms 3000" in text and "group.min.session.timeout.ms" in text, text

@@ -206,11 +206,12 @@ class PipelineBenchOptions:
             raise UsageError(f"--baseline {self.baseline!r}: choose one of {', '.join(BASELINES)}")
         if self.baseline == "quix" and self.security_profile:
             raise UsageError("--baseline quix talks plaintext only; drop --security-profile or the baseline")
-        # Below the brokers' default group.min.session.timeout.ms no worker could join: the
-        # bench would sit through its timeouts instead.
-        if not BROKER_MIN_SESSION_TIMEOUT_MS <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
-            raise UsageError(f"--session-timeout-ms must be {BROKER_MIN_SESSION_TIMEOUT_MS}..{MAX_SESSION_TIMEOUT_MS} "
-                             f"(a broker refuses less by default), got {self.session_timeout_ms}")
+        # Below group.min.session.timeout.ms no worker can join. The bench's own broker has the
+        # default; a --bootstrap cluster may allow less (a worker it refuses stops with that error).
+        lowest = BROKER_MIN_SESSION_TIMEOUT_MS if self.bootstrap is None else 1
+        if not lowest <= self.session_timeout_ms <= MAX_SESSION_TIMEOUT_MS:
+            raise UsageError(f"--session-timeout-ms must be {lowest}..{MAX_SESSION_TIMEOUT_MS}"
+                             f"{' (the bench broker refuses less)' if self.bootstrap is None else ''}, got {self.session_timeout_ms}")
         if not all(0 < r < math.inf for r in self.rates):
             raise UsageError(f"--rates must all be positive transcripts/s, got {','.join(map(str, self.rates))}")
 

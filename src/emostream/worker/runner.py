@@ -554,6 +554,11 @@ class Worker:
     def _consumer_error(self, err: Any) -> None:
         if err.fatal():
             raise WorkerError(f"fatal consumer error: {err.str()}")
+        if err.code() == KafkaError.INVALID_SESSION_TIMEOUT:
+            # The consumer would retry the join every few seconds for ever; no retry can succeed.
+            raise WorkerError(f"the brokers refuse --session-timeout-ms {self.settings.session_timeout_ms}: it must lie "
+                              "within their group.min.session.timeout.ms .. group.max.session.timeout.ms "
+                              "(Kafka's defaults: 6000 .. 1800000)")
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             log.warning("source topic %s is missing: %s", self.settings.source_topic, err.str())
         else:
