@@ -337,3 +337,30 @@ def test_the_shipped_model_classifies_any_text_a_transcript_can_hold(texts):
     for p in preds:
         assert p.label in CLASSES and set(p.scores) == set(CLASSES)
         assert all(0.0 <= v <= 1.0 for v in p.scores.values())
+
+
+def test_a_whole_transaction_is_tokenised_in_small_calls():
+    # The worker hands the model 1,024 texts at once; tokenised in one encode_batch, 1,024 texts of
+    # 8 KB held ~340 MB more at their peak (the Encodings keep the tokens truncation cut off),
+    # against ~90 MB tokenised 64 at a time, as the worker's calls of 64 used to be.
+    from emostream.model import onnx_backend
+
+    clf = load_classifier(None)
+    sizes: list[int] = []
+    real = clf.tokenizer
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def encode_batch(self, batch):
+            sizes.append(len(batch))
+            return real.encode_batch(batch)
+
+    clf.tokenizer = Counting()
+    texts = [f"text number {i} " * (i % 9 + 1) for i in range(300)]
+    got = clf.logits(texts)
+    clf.tokenizer = real
+    assert sizes and max(sizes) <= onnx_backend.TOKENIZE_TEXTS and sum(sizes) == len(texts)
+    for i in (0, 63, 64, 65, 127, 128, 299):  # each text's own logits, across the tokenizer calls' edges
+        assert np.allclose(got[i], clf.logits([texts[i]])[0], atol=1e-4)

@@ -89,27 +89,29 @@ class _Picky:
 
 @hyp_settings(max_examples=200, deadline=None)
 @given(st.lists(st.booleans(), min_size=1, max_size=300))
-def test_a_failed_call_is_split_until_only_the_failing_texts_fail(bad: list[bool]) -> None:
+def test_a_failed_call_is_retried_until_only_the_failing_texts_fail(bad: list[bool]) -> None:
     texts = [f"{'bad' if b else 'ok'}-{i}" for i, b in enumerate(bad)]
     model = _Picky()
     if len(texts) > 1 and all(bad):
         with pytest.raises(ModelError):
             classify_with_fallback(model, texts)
         return
-    out, _ = classify_with_fallback(model, texts)
+    out, _ = classify_with_fallback(model, texts, retry_batch=16)
     assert [isinstance(p, Exception) for p in out] == bad
     assert [p.label for p in out if not isinstance(p, Exception)] == [t for t, b in zip(texts, bad) if not b]
-    # Bisection: each bad text costs at most two calls per halving, never one call per text of the batch.
-    assert len(model.calls) <= 1 + 2 * sum(bad) * max(1, math.ceil(math.log2(len(texts))))
+    # The failed call, calls of 16, each text alone only within a call of 16 that failed.
+    failing_parts = sum(any(bad[i : i + 16]) for i in range(0, len(bad), 16)) if len(texts) > 16 else 1
+    assert len(model.calls) <= 1 + math.ceil(len(texts) / 16) + 16 * failing_parts
+    assert sum(model.calls) <= 3 * len(texts)
 
 
-def test_one_bad_text_in_a_transaction_costs_a_handful_of_calls() -> None:
+def test_one_bad_text_in_a_transaction_costs_its_call_of_64_one_by_one() -> None:
     texts = [f"ok-{i}" for i in range(1024)]
     texts[700] = "bad-700"
     model = _Picky()
-    out, _ = classify_with_fallback(model, texts)
+    out, _ = classify_with_fallback(model, texts, retry_batch=64)
     assert isinstance(out[700], Exception) and sum(isinstance(p, Exception) for p in out) == 1
-    assert len(model.calls) <= 21 and sum(model.calls) <= 3 * 1024  # one by one: 1,025 calls
+    assert len(model.calls) == 1 + 16 + 64 and sum(model.calls) == 2 * 1024 + 64  # one by one: 1,025 calls
 
 
 def test_a_classifier_that_batches_internally_gets_the_whole_transaction_in_one_call() -> None:

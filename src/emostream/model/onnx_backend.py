@@ -117,6 +117,10 @@ def default_small_run_tokens() -> int:
     return _env_whole_number("EMOSTREAM_MODEL_SMALL_RUN_TOKENS", 0, " (e.g. 128)") or 0
 
 
+# Texts per tokenizer call within one classify call (see logits).
+TOKENIZE_TEXTS = 64
+
+
 class OnnxClassifier:
     """Runs a model folder with ONNX Runtime. Thread-safe for concurrent ``classify`` calls."""
 
@@ -212,8 +216,13 @@ class OnnxClassifier:
         """
         if not texts:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch([str(t) for t in texts])
-        lengths = np.array([len(e.ids) for e in encodings])
+        # Tokenised TOKENIZE_TEXTS at a time, keeping only the ids: an Encoding also holds the
+        # tokens truncation cut off, and 1,024 texts of 8 KB (the worker's limit) in one
+        # encode_batch held ~220 MB more at its peak than 64 of them (~15 MB).
+        encodings: list[list[int]] = []
+        for start in range(0, len(texts), TOKENIZE_TEXTS):
+            encodings += [e.ids for e in self.tokenizer.encode_batch([str(t) for t in texts[start : start + TOKENIZE_TEXTS]])]
+        lengths = np.array([len(ids) for ids in encodings])
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), len(CLASSES)), dtype=np.float32)
         groups = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
@@ -232,14 +241,14 @@ class OnnxClassifier:
                     self._runner = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="emostream-model")
         return self._runner
 
-    def _run_group(self, group: np.ndarray, encodings: list[Any], lengths: np.ndarray, out: np.ndarray) -> None:
+    def _run_group(self, group: np.ndarray, encodings: list[list[int]], lengths: np.ndarray, out: np.ndarray) -> None:
         """One ORT run: ``group``'s texts padded to their longest, results into ``out``'s rows."""
         width = int(lengths[group].max())
         ids = np.full((len(group), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(group), width), dtype=np.int64)
         for row, i in enumerate(group):
             n = lengths[i]
-            ids[row, :n] = encodings[i].ids
+            ids[row, :n] = encodings[i]
             mask[row, :n] = 1
         feeds = {"input_ids": ids}
         if "attention_mask" in self.input_names:

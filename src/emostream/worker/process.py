@@ -133,10 +133,13 @@ def _latency_s(t: Transcript, rec: Record, now: float) -> float | None:
     return None
 
 
-def classify_with_fallback(classifier: Classifier, texts: list[str]) -> tuple[list[Prediction | Exception], float]:
-    """One model call for the batch; when it raises, the batch is split in halves, each tried the
-    same way, so only the texts that fail on their own fail (a bad text in a call of 1,024 costs ~20
-    calls, not 1,024 one by one: a device cannot make every transaction it is in that slow).
+def classify_with_fallback(classifier: Classifier, texts: list[str],
+                           retry_batch: int = 64) -> tuple[list[Prediction | Exception], float]:
+    """One model call for the batch; when it raises, calls of ``retry_batch`` consecutive texts,
+    and one call per text within a call that raised too, so only the texts that fail on their own
+    fail. Whatever fails, a batch costs at most three times its texts' model work (the failed
+    call, the calls of ``retry_batch``, every text alone), where splitting in halves cost up to
+    eleven times with many failing texts.
 
     Returns predictions (or the exception for a text that failed alone) and the model time.
     If every text of a multi-text batch fails alone too, the model itself is broken: ModelError.
@@ -144,9 +147,16 @@ def classify_with_fallback(classifier: Classifier, texts: list[str]) -> tuple[li
     start = time.perf_counter()
     try:
         return _classified(classifier, texts), time.perf_counter() - start
-    except Exception as batch_exc:  # noqa: BLE001 - any model failure triggers the split retry
-        log.warning("batched model call failed (%s); retrying %d texts in halves", batch_exc, len(texts))
-        out = _split_retry(classifier, texts)
+    except Exception as batch_exc:  # noqa: BLE001 - any model failure triggers the retries
+        step = max(1, retry_batch) if len(texts) > retry_batch else 1
+        log.warning("batched model call failed (%s); retrying %d texts in calls of %d", batch_exc, len(texts), step)
+        out: list[Prediction | Exception] = []
+        for i in range(0, len(texts), step):
+            part = texts[i : i + step]
+            try:
+                out += _classified(classifier, part)
+            except Exception as exc:  # noqa: BLE001
+                out += [exc] if len(part) == 1 else _one_by_one(classifier, part)
         if len(texts) > 1 and all(isinstance(p, Exception) for p in out):
             raise ModelError(f"the model fails on every text ({out[0]}); refusing to dead-letter a whole batch") from batch_exc
         return out, time.perf_counter() - start
@@ -159,22 +169,13 @@ def _classified(classifier: Classifier, texts: list[str]) -> list[Prediction | E
     return preds
 
 
-def _split_retry(classifier: Classifier, texts: list[str]) -> list[Prediction | Exception]:
-    """``texts`` (whose call failed) as two halves, each classified or split again; a text that
-    fails alone gets its exception."""
+def _one_by_one(classifier: Classifier, texts: list[str]) -> list[Prediction | Exception]:
     out: list[Prediction | Exception] = []
-    stack = [texts[len(texts) // 2 :], texts[: len(texts) // 2]]  # first half on top: order kept
-    while stack:
-        part = stack.pop()
-        if not part:
-            continue
+    for text in texts:
         try:
-            out += _classified(classifier, part)
+            out += _classified(classifier, [text])
         except Exception as exc:  # noqa: BLE001
-            if len(part) == 1:
-                out.append(exc)
-            else:
-                stack += [part[len(part) // 2 :], part[: len(part) // 2]]
+            out.append(exc)
     return out
 
 
@@ -264,7 +265,7 @@ def process_batch(
     by_index: dict[int, Prediction | Exception] = {}
     call = len(texts) if batches_internally(classifier) else model_batch
     for chunk in length_chunks(texts, call):
-        chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk])
+        chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk], model_batch)
         by_index.update(zip(chunk, chunk_preds))
         result.model_s += seconds
         result.model_calls += 1
