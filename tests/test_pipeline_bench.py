@@ -15,11 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emostream.bench.pipeline import (
+    _last_words,
+    _sigterm_unwinds,
     _parts,
     _cpu_delta,
     _cpu_s,
     PipelineBenchOptions,
     backlog_rate,
+    backlog_span,
+    pooled_rate,
     parse_rates,
     rate_between_bursts,
     rate_summary,
@@ -88,7 +92,7 @@ def test_backlog_rate_of_a_stream_is_first_to_last():
     # Quix commits every 0.1 s: 30 events at a time, never a quiet gap to measure from.
     arrivals = _transactions([0.1 * k for k in range(100)], 30, spread_s=0.05)
     assert backlog_rate(arrivals) == pytest.approx(300.0, rel=0.01)
-    assert backlog_rate([]) == 0.0 and backlog_rate([(1.0, 0.0)]) == 0.0
+    assert backlog_rate([]) is None and backlog_rate([(1.0, 0.0)]) is None
 
 
 def test_a_transaction_cut_by_the_window_does_not_change_the_capacity():
@@ -124,10 +128,54 @@ def test_rate_between_bursts_is_the_transaction_rate_wherever_the_window_cuts(si
         assert rate is None
 
 
+def _stamped(commits: list[float], size: int, spread_s: float = 0.02) -> tuple[list[tuple[float, float]], list[str]]:
+    """Arrivals as _transactions gives them, with each event's classified_at: one per transaction."""
+    return _transactions(commits, size, spread_s), [f"t{k}" for k in range(len(commits)) for _ in range(size)]
+
+
+def test_transactions_closer_than_the_gap_are_told_apart_by_their_stamps():
+    # A fast model: 1,024 every 0.17 s (6,024/s). Without stamps the bursts merge and the first
+    # transaction's events count without their time.
+    arrivals, stamps = _stamped([1.0 + 0.17 * k for k in range(10)], 1024, spread_s=0.02)
+    assert backlog_rate(arrivals, stamps) == pytest.approx(1024 / 0.17, rel=0.001)
+    assert backlog_rate(arrivals) > 1.05 * 1024 / 0.17  # the gap rule alone: 6,606/s, its bursts merged
+
+
+def test_a_part_of_one_transaction_is_not_counted():
+    # Its 1,024 events arrive within ~20 ms: first to last would read 51,200/s.
+    one, one_stamps = _stamped([3.0], 1024)
+    assert backlog_span(one, one_stamps) is None
+    good, good_stamps = _stamped([5.0 + 1.1 * k for k in range(5)], 1024)
+    assert pooled_rate([backlog_span(good, good_stamps), backlog_span(one, one_stamps)]) == pytest.approx(1024 / 1.1, rel=0.001)
+    assert pooled_rate([None, None]) is None and pooled_rate([]) is None
+
+
+def test_a_pause_in_a_stream_of_stamped_messages_does_not_shorten_its_window():
+    # Quix stamps each message: 300/s for 100 s with one 0.3 s pause is counted from the first
+    # message to the last, not from the pause on.
+    times = [i / 300 for i in range(28_500)] + [95.3 + i / 300 for i in range(1_500)]
+    arrivals, stamps = [(t, 0.0) for t in times], [f"m{i}" for i in range(len(times))]
+    assert backlog_rate(arrivals, stamps) == pytest.approx((len(times) - 1) / (times[-1] - times[0]), rel=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 300), gaps=st.lists(st.floats(0.01, 3.0), min_size=1, max_size=12), spread=st.floats(0.0, 0.5))
+def test_stamped_transactions_are_counted_exactly_however_close(size, gaps, spread):
+    commits = [10.0]
+    for g in gaps:
+        commits.append(commits[-1] + spread + g)  # each transaction read before the next commits
+    arrivals, stamps = _stamped(commits, size, spread_s=spread)
+    ends = [c + spread * (size - 1) / size for c in commits]
+    span = backlog_span(arrivals, stamps)
+    assert span is not None and span[0] == size * (len(commits) - 1)
+    assert span[1] == pytest.approx(ends[-1] - ends[0], abs=1e-9)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 100), st.floats(0, 5)), max_size=300))
 def test_backlog_rate_is_finite_and_not_negative(arrivals):
-    assert 0.0 <= backlog_rate(arrivals) < math.inf
+    rate = backlog_rate(arrivals)
+    assert rate is None or 0.0 <= rate < math.inf
 
 
 @settings(max_examples=200, deadline=None)
@@ -202,7 +250,7 @@ def test_options_and_rates_refuse_nonsense():
 @pytest.mark.slow
 def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     # The broker's smallest session timeout (6 s): the recovery without --static-membership waits for it.
-    opts = PipelineBenchOptions(count=120, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
+    opts = PipelineBenchOptions(count=240, naive_count=10, batch_max=16, bootstrap=bootstrap, rates=(5.0, 20.0),
                                 rate_seconds=2.0, idle_seconds=1.0, model_seconds=1.0, pin=len(os.sched_getaffinity(0)) >= 2,
                                 recovery_seconds=6.0, session_timeout_ms=6000, backlog_parts=2,
                                 keep_logs=False)
@@ -212,7 +260,7 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     assert set(Path(tempfile.gettempdir()).glob("emostream-bench-*")) <= folders  # keep_logs=False: nothing left behind
     assert os.sched_getaffinity(0) == before  # --pin gives this process its CPUs back
     assert result["layout"] == opts.layout
-    assert result["received"] == 120 and result["throughput"] > 0
+    assert result["received"] == 240 and result["throughput"] > 0
     assert result["steady_capacity_per_s"] > 0
     assert result["quix_throughput"] is None and result["ratio_to_quix"] is None
     assert result["idle_cpu_percent"] is not None and result["idle_cpu_percent"] >= 0
@@ -261,3 +309,32 @@ def test_any_rates_text_parses_to_positive_finite_rates_or_a_usage_error(text):
         assert "--rates" in str(exc)
     else:
         assert all(0 < r < math.inf for r in opts.rates)
+
+
+def test_sigterm_unwinds_the_bench_like_ctrl_c():
+    # By default SIGTERM ended the bench on the spot: its finally blocks (continue a stopped
+    # worker, kill the workers, stop the broker) never ran.
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    ran = []
+    with pytest.raises(KeyboardInterrupt):
+        with _sigterm_unwinds():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                ran.append("finally")
+    assert ran == ["finally"] and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_worker_that_stopped_on_an_error_is_quoted(tmp_path):
+    import subprocess
+
+    log = tmp_path / "worker.log"
+    log.write_text("INFO started\nemostream: error: the brokers refuse --session-timeout-ms 3000\n\n")
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert _last_words(proc) == ""
+    proc.emostream_log = log
+    assert _last_words(proc) == ": emostream: error: the brokers refuse --session-timeout-ms 3000"

@@ -3,7 +3,7 @@
 In one invocation, with the worker as a separate ``python -m emostream worker`` process (as
 deployed, so its CPU time and RSS are read from ``/proc``):
 
-1. the model alone, at the worker's micro-batch size and in this process (here it sets the
+1. the model alone, called as the worker calls it, in this process (here it sets the
    capacity offer; the ceiling is timed with the backlog, see 5);
 2. a worker, warmed up, then idle for ``--idle-seconds``: its idle CPU;
 3. the steady-state capacity *under concurrent load*: transcripts offered at 1.2 × the model's
@@ -279,26 +279,42 @@ def rate_summary(offered: float, sent_at: float, arrivals: list[tuple[float, flo
     }
 
 
-def burst_span(times: list[float], lo: float = -math.inf, hi: float = math.inf) -> tuple[int, float] | None:
-    """(events, seconds) between the first and the last burst of arrivals that ends inside
-    ``[lo, hi]``: the events that arrived after the first burst's end, up to the last one's, and
-    the time between those ends. None when fewer than two bursts end there.
+def burst_span(times: list[float], lo: float = -math.inf, hi: float = math.inf,
+               stamps: list[str] | None = None) -> tuple[int, float] | None:
+    """(events, seconds) between the first and the last transaction whose arrivals end inside
+    ``[lo, hi]``: the events that arrived after the first one's end, up to the last one's, and the
+    time between those ends. None when fewer than two transactions end there.
 
     A read_committed reader gets a transaction's events together, at its commit (a busy worker's
     1,024 at once), so a rate counted from the first arrival counts the first transaction's events
     without the time they took, and a fixed window cuts transactions at both ends. Both ends of this
-    interval sit right after a burst, in a quiet gap, so no transaction is split. A burst ends where
-    the next arrival (inside the window or not) comes more than ``BURST_GAP_S`` later, or never."""
-    ts = sorted(times)
-    ends = [i for i, t in enumerate(ts) if lo <= t <= hi and (i + 1 == len(ts) or ts[i + 1] - t > BURST_GAP_S)]
+    interval sit right after a transaction's last event, so no transaction is split.
+
+    ``stamps`` (each event's ``classified_at``, in the order of ``times``): the worker stamps every
+    event of a transaction alike, so a transaction ends where the next arrival's stamp differs (or
+    none comes). A Quix app stamps each message, so its stream counts message by message. Without
+    stamps, a transaction ends where the next arrival comes more than ``BURST_GAP_S`` later: right
+    for a busy worker's transactions, but a model fast enough to commit them closer merges them."""
+    order = sorted(range(len(times)), key=times.__getitem__)
+    ts = [times[i] for i in order]
+    if stamps is None:
+        def ends_here(k: int) -> bool:
+            return ts[k + 1] - ts[k] > BURST_GAP_S
+    else:
+        st = [stamps[i] for i in order]
+
+        def ends_here(k: int) -> bool:
+            return st[k + 1] != st[k]
+    ends = [k for k, t in enumerate(ts) if lo <= t <= hi and (k + 1 == len(ts) or ends_here(k))]
     if len(ends) < 2 or ts[ends[-1]] - ts[ends[0]] < MIN_SPAN_S:
         return None
     return ends[-1] - ends[0], ts[ends[-1]] - ts[ends[0]]
 
 
-def rate_between_bursts(times: list[float], lo: float = -math.inf, hi: float = math.inf) -> float | None:
-    """Events/s over :func:`burst_span`; None when fewer than two bursts end in ``[lo, hi]``."""
-    span = burst_span(times, lo, hi)
+def rate_between_bursts(times: list[float], lo: float = -math.inf, hi: float = math.inf,
+                        stamps: list[str] | None = None) -> float | None:
+    """Events/s over :func:`burst_span`; None when fewer than two transactions end in ``[lo, hi]``."""
+    span = burst_span(times, lo, hi, stamps)
     return None if span is None else span[0] / span[1]
 
 
@@ -307,7 +323,8 @@ def _stream_rate(ts: list[float]) -> float | None:
     return (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] - ts[0] >= MIN_SPAN_S else None
 
 
-def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_until: float) -> float:
+def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_until: float,
+                    stamps: list[str] | None = None) -> float:
     """Events/s delivered over the last three quarters of a saturating send (the first quarter is
     warm-up: the worker's batches grow to the load). Only while sending: the load generator's CPU
     is part of "under concurrent load".
@@ -315,17 +332,18 @@ def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_un
     The rate between the transactions that arrive in that window (``rate_between_bursts``): under
     this load a transaction brings 1,024 events at once, and counting whole transactions against the
     window was off by up to one each way (3 of 1,024 in an 11.25 s window read as 273/s, for ~400/s
-    between them). Where events came as a stream through the window (small transactions, no quiet
+    between them). Transactions are told apart by ``stamps`` when given (see :func:`burst_span`).
+    Without them, where events came as a stream through the window (small transactions, no quiet
     gap in it, covering at least half of it), first to last arrival in it. Otherwise (fewer than two
     transactions arrived while sending, as with a tiny ``--rate-seconds``): all events over first
     send to last arrival, which counts the warm-up too and so never flatters."""
     lo, hi = sent_at + (sent_until - sent_at) / 4.0, sent_until
     times = [t for t, _ in arrivals]
-    between = rate_between_bursts(times, lo, hi)
+    between = rate_between_bursts(times, lo, hi, stamps)
     if between is not None:
         return between
     inside = sorted(t for t in times if lo <= t <= hi)
-    if inside and inside[-1] - inside[0] >= (hi - lo) / 2.0 and all(b - a <= BURST_GAP_S for a, b in zip(inside, inside[1:])):
+    if stamps is None and inside and inside[-1] - inside[0] >= (hi - lo) / 2.0 and all(b - a <= BURST_GAP_S for a, b in zip(inside, inside[1:])):
         stream = _stream_rate(inside)
         if stream is not None:
             return stream
@@ -399,7 +417,9 @@ def _produce(client: ClientConfig, topic: str, texts: list[str], rate: float | N
         t = Transcript(device_id=dev, utterance_id=f"{tag}-{i}", text=text, ended_at=format_ts(time.time()))
         produce(producer, topic, t.encode(), dev.encode())
         producer.poll(0)
-    producer.flush(60)
+    left = producer.flush(60)
+    if left:
+        raise ClusterError(f"{left} transcript(s) still unsent to {topic} after 60 s")
 
 
 class _Reader:
@@ -410,9 +430,11 @@ class _Reader:
         self._consumer.subscribe([topic])
         self.worker = worker  # None while it is being replaced (the recovery phase)
 
-    def take(self, n: int, timeout_s: float, tag: str, ids: list[str] | None = None) -> list[tuple[float, float]]:
+    def take(self, n: int, timeout_s: float, tag: str, ids: list[str] | None = None,
+             stamps: list[str] | None = None) -> list[tuple[float, float]]:
         """Read ``n`` events of utterances sent with ``tag``: (arrival, monotonic s; end-to-end
-        latency, s); their utterance ids are appended to ``ids`` when given. Events of earlier
+        latency, s); their utterance ids are appended to ``ids`` when given, their
+        ``classified_at`` (one per transaction) to ``stamps``. Events of earlier
         phases (a timed-out tail) are skipped, not counted. Fewer on timeout; stops with
         ClusterError as soon as the worker has exited: nothing more will come."""
         prefix = f"{tag}-"
@@ -422,7 +444,7 @@ class _Reader:
             worker = self.worker
             if worker is not None and worker.poll() is not None:
                 raise ClusterError(f"the benchmark's worker exited with code {worker.returncode} after "
-                                   f"{len(got)} of {n} events; its log is named below")
+                                   f"{len(got)} of {n} events{_last_words(worker)}; its log is named below")
             for m in poll_batch(self._consumer, 1000, 0.05):  # consume(n, t) would add up to t to each latency
                 if m.error() is not None:
                     continue
@@ -434,6 +456,8 @@ class _Reader:
                 got.append((time.monotonic(), now - ended))
                 if ids is not None:
                     ids.append(str(e["utterance_id"]))
+                if stamps is not None:
+                    stamps.append(str(e["classified_at"]))
         if len(got) < n:
             _say(f"only {len(got)} of {n} events within {timeout_s:.0f} s")
         return got
@@ -443,9 +467,9 @@ class _Reader:
 
 
 def _offer(client: ClientConfig, src: str, reader: _Reader, texts: list[str], rate: float | None, tag: str,
-           timeout_s: float) -> tuple[float, float, list[tuple[float, float]]]:
+           timeout_s: float, stamps: list[str] | None = None) -> tuple[float, float, list[tuple[float, float]]]:
     """Send ``texts`` (paced at ``rate``) while reading their events; returns (send start, send end
-    (monotonic s), arrivals)."""
+    (monotonic s), arrivals); the events' ``classified_at`` go to ``stamps`` when given."""
     ended: list[float] = []
 
     def send() -> None:
@@ -456,7 +480,7 @@ def _offer(client: ClientConfig, src: str, reader: _Reader, texts: list[str], ra
     sent_at = time.monotonic()
     sender.start()
     try:
-        arrivals = reader.take(len(texts), timeout_s, tag)
+        arrivals = reader.take(len(texts), timeout_s, tag, stamps=stamps)
     finally:
         sender.join(60)
     return sent_at, ended[0] if ended else time.monotonic(), arrivals
@@ -554,6 +578,7 @@ def _worker(bootstrap: str, src: str, out: str, group: str, options: PipelineBen
         cmd = [taskset, "-c", str(cpu), *cmd]  # taskset execs the worker: the pid stays the worker's
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc.emostream_log = log  # type: ignore[attr-defined]  # for _last_words
     if cpu is not None and not taskset:
         os.sched_setaffinity(proc.pid, {cpu})  # before the interpreter starts its threads, which inherit it
     return proc
@@ -575,29 +600,38 @@ def _quix_python() -> Path:
     return py
 
 
-def backlog_span(arrivals: list[tuple[float, float]]) -> tuple[int, float]:
+def backlog_span(arrivals: list[tuple[float, float]], stamps: list[str] | None = None) -> tuple[int, float] | None:
     """(events, seconds) a drained backlog's rate is counted over: between the end of its first
-    transaction and its last (``rate_between_bursts``). Rounds up to stop 24 took first to last
-    arrival, which counted the first transaction's 1,024 events without the ~1.1 s spent on them:
-    ~5 % high on 20,000. Arrivals without quiet gaps (Quix commits every 0.1 s; a backlog of one
-    transaction): first to last arrival."""
-    ts = sorted(t for t, _ in arrivals)
-    span = burst_span(ts)
-    if span is not None:
+    transaction and its last (:func:`burst_span`; ``stamps`` tell its transactions apart). None when
+    fewer than two transactions came (a part of one transaction has no time to count its events
+    over). Rounds up to stop 24 took first to last arrival, which counted the first transaction's
+    1,024 events without the ~1.1 s spent on them: ~5 % high on 20,000. Without stamps, arrivals
+    with no quiet gap between them are taken as a stream: first to last arrival."""
+    times = [t for t, _ in arrivals]
+    span = burst_span(times, stamps=stamps)
+    if span is not None or stamps is not None:
         return span
+    ts = sorted(times)
     if len(ts) > 1 and ts[-1] - ts[0] >= MIN_SPAN_S:
         return len(ts) - 1, ts[-1] - ts[0]
-    return 0, 0.0
+    return None
 
 
-def backlog_rate(arrivals: list[tuple[float, float]]) -> float:
-    """Events/s of a drained backlog (see :func:`backlog_span`); 0 when nothing can be measured."""
-    events, seconds = backlog_span(arrivals)
-    return events / seconds if seconds > 0 else 0.0
+def backlog_rate(arrivals: list[tuple[float, float]], stamps: list[str] | None = None) -> float | None:
+    """Events/s of a drained backlog (see :func:`backlog_span`); None when it cannot be measured."""
+    span = backlog_span(arrivals, stamps)
+    return None if span is None else span[0] / span[1]
+
+
+def pooled_rate(spans: list[tuple[int, float] | None]) -> float | None:
+    """Events/s over the parts that could be measured (their events over their time); None if none could."""
+    measured = [sp for sp in spans if sp is not None]
+    events, seconds = sum(n for n, _ in measured), sum(t for _, t in measured)
+    return events / seconds if measured and seconds > 0 else None
 
 
 def _quix_throughput(client: ClientConfig, admin: Admin, run: str, options: PipelineBenchOptions, texts: list[str],
-                     worker_cpu: int | None, tmp: Path, procs: list[subprocess.Popen]) -> float:
+                     worker_cpu: int | None, tmp: Path, procs: list[subprocess.Popen]) -> float | None:
     """The same backlog drained by the Quix Streams app, in its own venv and process."""
     py = _quix_python()
     app = tmp / "quix_app.py"
@@ -608,7 +642,9 @@ def _quix_throughput(client: ClientConfig, admin: Admin, run: str, options: Pipe
     procs.append(proc)
     reader = _Reader(client, out, proc)
     try:
-        return backlog_rate(reader.take(len(texts), timeout_s=max(600.0, len(texts) / 10), tag="quix"))
+        stamps: list[str] = []
+        arrivals = reader.take(len(texts), timeout_s=max(600.0, len(texts) / 10), tag="quix", stamps=stamps)
+        return backlog_rate(arrivals, stamps)
     finally:
         reader.close()
         _stop(proc)
@@ -721,9 +757,10 @@ def _latency_runs(client: ClientConfig, admin: Admin, run: str, options: Pipelin
         over = max(CAPACITY_OVER_OFFER * model_tp, 5.0)
         n = int(over * secs)
         _say(f"steady capacity under concurrent load: {n} transcripts offered at {over:.0f}/s")
+        stamps: list[str] = []
         sent_at, sent_until, arrivals = _offer(client, src, reader, _paced_texts(texts, n), over, "cap",
-                                               timeout_s=secs + max(120.0, n / 5.0))
-        capacity = steady_capacity(arrivals, sent_at, sent_until)
+                                               timeout_s=secs + max(120.0, n / 5.0), stamps=stamps)
+        capacity = steady_capacity(arrivals, sent_at, sent_until, stamps)
         time.sleep(2.0)
 
         offered = [(r, False) for r in options.rates]
@@ -748,12 +785,41 @@ def _latency_runs(client: ClientConfig, admin: Admin, run: str, options: Pipelin
         _stop(worker)
 
 
+def _last_words(proc: subprocess.Popen) -> str:
+    """``: LAST LINE`` of a worker's log (its error, when it stopped on one), or nothing."""
+    log = getattr(proc, "emostream_log", None)
+    try:
+        lines = [line for line in Path(log).read_text(errors="replace").splitlines() if line.strip()] if log else []
+    except OSError:
+        return ""
+    return f": {lines[-1].strip()[:500]}" if lines else ""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM ends the run as Ctrl-C does, through every ``finally`` (a stopped worker continued,
+    the workers killed, the broker stopped); by default it ended the process on the spot and left
+    them all running. Only in the main thread, where Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def _stopped(proc: subprocess.Popen) -> Iterator[None]:
     """``proc`` stopped (SIGSTOP) for the block, then continued. Its sessions with the broker outlive
     a pause of well under the session timeout (a part is produced in about a second)."""
     if proc.poll() is not None:  # reaped: its pid may be another process's by now
-        raise ClusterError(f"the benchmark's worker exited with code {proc.returncode}; its log is named below")
+        raise ClusterError(f"the benchmark's worker exited with code {proc.returncode}{_last_words(proc)}; its log is named below")
     os.kill(proc.pid, signal.SIGSTOP)
     try:
         yield
@@ -773,6 +839,11 @@ def _round(v: float | None) -> float | None:
 
 def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
     """Run the whole benchmark and return its JSON-ready result."""
+    with _sigterm_unwinds():
+        return _run_pipeline_bench(options)
+
+
+def _run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
     count = options.count
     batch = options.batch_max
     naive_n = options.naive_count or min(300, count)
@@ -798,7 +869,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         admin = Admin(client)
         run = f"bench-{int(time.time())}-{os.getpid()}"
 
-        _say(f"model alone at batch {batch}")
+        _say("model alone (it sets the capacity offer)")
         first_tp, model_name = _model_throughput(model_spec, texts, batch, options.model_seconds)  # sets the capacity offer
 
         # The latency phases first: they also warm the broker's JVM up, as a broker that has been
@@ -816,7 +887,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         procs.append(worker)
         reader = _Reader(client, out, worker)
         backlog: list[tuple[float, float]] = []
-        spans: list[tuple[int, float]] = []
+        spans: list[tuple[int, float] | None] = []
         model_runs: list[tuple[int, float]] = []
         try:
             # One transcript first: the worker has loaded its model and joined, the reader reads.
@@ -827,14 +898,17 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
                 # The part is all there before the worker sees any of it, as a backlog is.
                 with _stopped(worker):
                     _produce(client, src, part, tag=f"b{i}")
-                arrivals = reader.take(len(part), timeout_s=max(600.0, len(part) / 20), tag=f"b{i}")
+                part_stamps: list[str] = []
+                arrivals = reader.take(len(part), timeout_s=max(600.0, len(part) / 20), tag=f"b{i}", stamps=part_stamps)
                 backlog += arrivals
-                spans.append(backlog_span(arrivals))
+                spans.append(backlog_span(arrivals, part_stamps))
+                if spans[-1] is None:
+                    _say(f"backlog part {i + 1}: fewer than two transactions, not counted (use parts of "
+                         "several thousand transcripts: --count / --backlog-parts)")
             model_runs.append(model.run(parts[-1], options.model_seconds / 2))
         finally:
             reader.close()
-        counted, took = sum(n for n, _ in spans), sum(t for _, t in spans)
-        throughput = counted / took if took > 0 else 0.0
+        throughput = pooled_rate(spans)
         rss = max(filter(None, [_proc_mb(worker.pid, "VmHWM"), live.pop("rss")]), default=None)
         _stop(worker)
         model_done, model_took = sum(n for n, _ in model_runs), sum(t for _, t in model_runs)
@@ -875,7 +949,7 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "model": model_name,
             "batch_max": batch,
             "layout": options.layout,
-            "throughput": round(throughput, 1),
+            "throughput": _round(throughput),
             **live,
             # The half-capacity rate's figures under their old names, for readers of earlier runs.
             "p50_ms": half and half["p50_ms"],
@@ -887,14 +961,14 @@ def run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
             "backlog_p99_ms": _ms(_percentile([lat for _, lat in backlog], 0.99)),
             "naive_throughput": round(naive_tp, 1),
             "naive_count": naive_n,
-            "speedup_vs_naive": round(throughput / naive_tp, 1) if naive_tp else None,
+            "speedup_vs_naive": round(throughput / naive_tp, 1) if throughput and naive_tp else None,
             "model_throughput": round(model_tp, 1),
             "model_throughput_runs": [round(first_tp, 1)] + [round(n / t, 1) if t > 0 else 0.0 for n, t in model_runs],
             "backlog_parts": len(parts),
-            "backlog_part_throughputs": [round(n / t, 1) if t > 0 else None for n, t in spans],
-            "ratio_to_model": round(throughput / model_tp, 3) if model_tp else None,
+            "backlog_part_throughputs": [None if sp is None else round(sp[0] / sp[1], 1) for sp in spans],
+            "ratio_to_model": round(throughput / model_tp, 3) if throughput and model_tp else None,
             "quix_throughput": _round(quix_tp),
-            "ratio_to_quix": round(throughput / quix_tp, 2) if quix_tp else None,
+            "ratio_to_quix": round(throughput / quix_tp, 2) if throughput and quix_tp else None,
             "recovery_pause_s": recovery["pause_s"],
             "recovery_lost": recovery.get("lost"),
             "recovery_duplicates": recovery.get("duplicates"),

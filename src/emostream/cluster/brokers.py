@@ -527,7 +527,7 @@ def build_class_archive(cache: Path | None = None, progress: Callable[[str], Non
     usable = fetch.class_archive_usable(cache)
     if usable is None:
         # A check that timed out says nothing of the archive: a good one stays (and its stamp).
-        raise ClusterError(f"could not check the class-data archive {target} (java did not finish in time); left as it is")
+        raise ClusterError(f"could not check the class-data archive {target} (java did not finish in time, or could not be run); left as it is")
     if usable:
         if not fetch.class_archive_options(cache):
             fetch.stamp_class_archive(cache)  # checked now (an archive of an older emostream has no stamp)
