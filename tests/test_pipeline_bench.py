@@ -338,3 +338,59 @@ def test_a_worker_that_stopped_on_an_error_is_quoted(tmp_path):
     assert _last_words(proc) == ""
     proc.emostream_log = log
     assert _last_words(proc) == ": emostream: error: the brokers refuse --session-timeout-ms 3000"
+
+
+def test_a_transaction_whose_last_partitions_come_after_the_next_ones_first_is_still_one():
+    # A reader a transaction behind gets A's last partitions after B's first: A must still end at
+    # its last event, or its late events count without their time (~6 % high here).
+    seq = [("A", 830), ("B", 100), ("A", 170), ("B", 900), ("C", 1000), ("D", 1000)]
+    times, stamps, t = [], [], 0.0
+    for stamp, n in seq:
+        for _ in range(n):
+            t += 0.001 if stamp in "AB" else 0.0005
+            times.append(t)
+            stamps.append(stamp)
+    end = {stamp: max(tt for tt, st_ in zip(times, stamps) if st_ == stamp) for stamp in "ABCD"}
+    assert backlog_span([(tt, 0.0) for tt in times], stamps) == (3000, pytest.approx(end["D"] - end["A"]))
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned = []
+    with pytest.raises(KeyboardInterrupt):
+        with _sigterm_unwinds():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # impatient: sent again while cleaning up
+                time.sleep(0.2)
+                cleaned.append(True)
+    assert cleaned == [True] and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_failed_send_ends_the_read_at_once_with_its_error(monkeypatch):
+    from emostream.bench import pipeline
+    from emostream.errors import ClusterError
+
+    def broken(*_args, **_kwargs):
+        raise ClusterError("3 transcript(s) still unsent to src after 60 s")
+
+    told: list[bool] = []
+
+    class Reader:
+        def take(self, n, timeout_s, tag, ids=None, stamps=None, stop=None):
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if stop and stop():
+                    told.append(True)  # the read ends on the sender's failure, not its timeout
+                    break
+                time.sleep(0.01)
+            return []
+
+    monkeypatch.setattr(pipeline, "_produce", broken)
+    with pytest.raises(ClusterError, match="unsent"):
+        pipeline._offer(None, "src", Reader(), ["a", "b", "c"], None, "t", timeout_s=60)
+    assert told == [True]

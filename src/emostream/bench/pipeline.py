@@ -47,7 +47,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from emostream.cluster import LocalCluster
 from emostream.cluster.brokers import free_base_port
@@ -291,21 +291,25 @@ def burst_span(times: list[float], lo: float = -math.inf, hi: float = math.inf,
     interval sit right after a transaction's last event, so no transaction is split.
 
     ``stamps`` (each event's ``classified_at``, in the order of ``times``): the worker stamps every
-    event of a transaction alike, so a transaction ends where the next arrival's stamp differs (or
-    none comes). A Quix app stamps each message, so its stream counts message by message. Without
-    stamps, a transaction ends where the next arrival comes more than ``BURST_GAP_S`` later: right
-    for a busy worker's transactions, but a model fast enough to commit them closer merges them."""
-    order = sorted(range(len(times)), key=times.__getitem__)
-    ts = [times[i] for i in order]
-    if stamps is None:
-        def ends_here(k: int) -> bool:
-            return ts[k + 1] - ts[k] > BURST_GAP_S
-    else:
-        st = [stamps[i] for i in order]
-
-        def ends_here(k: int) -> bool:
-            return st[k + 1] != st[k]
-    ends = [k for k, t in enumerate(ts) if lo <= t <= hi and (k + 1 == len(ts) or ends_here(k))]
+    event of a transaction alike, so a transaction is its stamp's events and ends at the last of
+    them, even where a reader that fell behind got its last partitions after the next
+    transaction's first; the count is then the events of the transactions that end after the
+    first one's end, up to the last one's. A Quix app stamps each message (to the millisecond), so
+    its stream counts message by message. Without stamps, a transaction ends where the next
+    arrival comes more than ``BURST_GAP_S`` later: right for a busy worker's transactions, but a
+    model fast enough to commit them closer merges them."""
+    if stamps is not None:
+        last: dict[str, float] = {}
+        size: dict[str, int] = {}
+        for t, stamp in zip(times, stamps):
+            last[stamp] = max(last.get(stamp, t), t)
+            size[stamp] = size.get(stamp, 0) + 1
+        txns = sorted((end, size[stamp]) for stamp, end in last.items() if lo <= end <= hi)
+        if len(txns) < 2 or txns[-1][0] - txns[0][0] < MIN_SPAN_S:
+            return None
+        return sum(n for _, n in txns[1:]), txns[-1][0] - txns[0][0]
+    ts = sorted(times)
+    ends = [k for k, t in enumerate(ts) if lo <= t <= hi and (k + 1 == len(ts) or ts[k + 1] - t > BURST_GAP_S)]
     if len(ends) < 2 or ts[ends[-1]] - ts[ends[0]] < MIN_SPAN_S:
         return None
     return ends[-1] - ends[0], ts[ends[-1]] - ts[ends[0]]
@@ -431,16 +435,17 @@ class _Reader:
         self.worker = worker  # None while it is being replaced (the recovery phase)
 
     def take(self, n: int, timeout_s: float, tag: str, ids: list[str] | None = None,
-             stamps: list[str] | None = None) -> list[tuple[float, float]]:
+             stamps: list[str] | None = None, stop: Callable[[], bool] | None = None) -> list[tuple[float, float]]:
         """Read ``n`` events of utterances sent with ``tag``: (arrival, monotonic s; end-to-end
         latency, s); their utterance ids are appended to ``ids`` when given, their
-        ``classified_at`` (one per transaction) to ``stamps``. Events of earlier
+        ``classified_at`` (one per transaction) to ``stamps``. Stops early once ``stop()`` is
+        true (the sender failed: the rest will not come). Events of earlier
         phases (a timed-out tail) are skipped, not counted. Fewer on timeout; stops with
         ClusterError as soon as the worker has exited: nothing more will come."""
         prefix = f"{tag}-"
         got: list[tuple[float, float]] = []
         deadline = time.monotonic() + timeout_s
-        while len(got) < n and time.monotonic() < deadline:
+        while len(got) < n and time.monotonic() < deadline and not (stop and stop()):
             worker = self.worker
             if worker is not None and worker.poll() is not None:
                 raise ClusterError(f"the benchmark's worker exited with code {worker.returncode} after "
@@ -471,18 +476,24 @@ def _offer(client: ClientConfig, src: str, reader: _Reader, texts: list[str], ra
     """Send ``texts`` (paced at ``rate``) while reading their events; returns (send start, send end
     (monotonic s), arrivals); the events' ``classified_at`` go to ``stamps`` when given."""
     ended: list[float] = []
+    failed: list[BaseException] = []
 
     def send() -> None:
-        _produce(client, src, texts, rate, tag)
+        try:
+            _produce(client, src, texts, rate, tag)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            failed.append(exc)
         ended.append(time.monotonic())
 
     sender = threading.Thread(target=send, daemon=True)
     sent_at = time.monotonic()
     sender.start()
     try:
-        arrivals = reader.take(len(texts), timeout_s, tag, stamps=stamps)
+        arrivals = reader.take(len(texts), timeout_s, tag, stamps=stamps, stop=lambda: bool(failed))
     finally:
         sender.join(60)
+    if failed:
+        raise failed[0]
     return sent_at, ended[0] if ended else time.monotonic(), arrivals
 
 
@@ -805,6 +816,7 @@ def _sigterm_unwinds() -> Iterator[None]:
         return
 
     def interrupt(_signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
