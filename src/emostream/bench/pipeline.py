@@ -59,10 +59,9 @@ from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
 from emostream.kafka.consumer import committed_consumer, poll_batch
 from emostream.kafka.producer import idempotent_producer, produce
-from emostream.model.base import batches_internally
 from emostream.topics import create_topic, plan_dedupe, plan_topic
 from emostream.worker.model import load_model
-from emostream.worker.process import length_chunks
+from emostream.worker.process import model_calls
 from emostream.worker.runner import MAX_SESSION_TIMEOUT_MS, WorkerSettings
 
 DEVICES = 500
@@ -322,9 +321,10 @@ def rate_between_bursts(times: list[float], lo: float = -math.inf, hi: float = m
     return None if span is None else span[0] / span[1]
 
 
-def _stream_rate(ts: list[float]) -> float | None:
-    """Events/s of sorted arrivals that came as a stream (no burst to measure from): first to last."""
-    return (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] - ts[0] >= MIN_SPAN_S else None
+def _stream_span(ts: list[float]) -> tuple[int, float] | None:
+    """(events, seconds) of sorted arrivals that came as a stream (no burst to measure from): the
+    events after the first over first to last arrival; None for a shorter span than ``MIN_SPAN_S``."""
+    return (len(ts) - 1, ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] - ts[0] >= MIN_SPAN_S else None
 
 
 def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_until: float,
@@ -348,9 +348,9 @@ def steady_capacity(arrivals: list[tuple[float, float]], sent_at: float, sent_un
         return between
     inside = sorted(t for t in times if lo <= t <= hi)
     if stamps is None and inside and inside[-1] - inside[0] >= (hi - lo) / 2.0 and all(b - a <= BURST_GAP_S for a, b in zip(inside, inside[1:])):
-        stream = _stream_rate(inside)
+        stream = _stream_span(inside)
         if stream is not None:
-            return stream
+            return stream[0] / stream[1]
     last = max(times, default=sent_at)
     return len(arrivals) / (last - sent_at) if last - sent_at >= MIN_SPAN_S else 0.0
 
@@ -522,7 +522,7 @@ class _ModelAlone:
         while time.perf_counter() - start < seconds:
             txn = texts[pos : pos + block]
             pos = pos + block if pos + block < len(texts) else 0
-            for chunk in length_chunks(txn, len(txn) if batches_internally(self.clf) else self.batch):
+            for chunk in model_calls(self.clf, txn, self.batch):
                 self.clf.classify([txn[i] for i in chunk])
                 done += len(chunk)
                 if time.perf_counter() - start >= seconds:
@@ -622,10 +622,7 @@ def backlog_span(arrivals: list[tuple[float, float]], stamps: list[str] | None =
     span = burst_span(times, stamps=stamps)
     if span is not None or stamps is not None:
         return span
-    ts = sorted(times)
-    if len(ts) > 1 and ts[-1] - ts[0] >= MIN_SPAN_S:
-        return len(ts) - 1, ts[-1] - ts[0]
-    return None
+    return _stream_span(sorted(times))
 
 
 def backlog_rate(arrivals: list[tuple[float, float]], stamps: list[str] | None = None) -> float | None:
@@ -634,7 +631,7 @@ def backlog_rate(arrivals: list[tuple[float, float]], stamps: list[str] | None =
     return None if span is None else span[0] / span[1]
 
 
-def pooled_rate(spans: list[tuple[int, float] | None]) -> float | None:
+def pooled_rate(spans: list[tuple[int, float]] | list[tuple[int, float] | None]) -> float | None:
     """Events/s over the parts that could be measured (their events over their time); None if none could."""
     measured = [sp for sp in spans if sp is not None]
     events, seconds = sum(n for n, _ in measured), sum(t for _, t in measured)
@@ -923,8 +920,7 @@ def _run_pipeline_bench(options: PipelineBenchOptions) -> dict[str, Any]:
         throughput = pooled_rate(spans)
         rss = max(filter(None, [_proc_mb(worker.pid, "VmHWM"), live.pop("rss")]), default=None)
         _stop(worker)
-        model_done, model_took = sum(n for n, _ in model_runs), sum(t for _, t in model_runs)
-        model_tp = model_done / model_took if model_took > 0 else 0.0
+        model_tp = pooled_rate(model_runs) or 0.0
 
         recovery: dict[str, Any] = {"pause_s": None, "lost": None, "duplicates": None}
         static: dict[str, Any] = dict(recovery)

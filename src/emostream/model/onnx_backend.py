@@ -217,8 +217,8 @@ class OnnxClassifier:
         if not texts:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
         # Tokenised TOKENIZE_TEXTS at a time, keeping only the ids: an Encoding also holds the
-        # tokens truncation cut off, and 1,024 texts of 8 KB (the worker's limit) in one
-        # encode_batch held ~220 MB more at its peak than 64 of them (~15 MB).
+        # tokens truncation cut off: 1,024 texts of 8 KB (the worker's limit) in one encode_batch
+        # held ~340 MB more at its peak, 64 at a time ~90 MB (docs/events.md).
         encodings: list[list[int]] = []
         for start in range(0, len(texts), TOKENIZE_TEXTS):
             encodings += [e.ids for e in self.tokenizer.encode_batch([str(t) for t in texts[start : start + TOKENIZE_TEXTS]])]

@@ -192,6 +192,13 @@ def length_chunks(texts: Sequence[str], size: int) -> list[list[int]]:
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
+def model_calls(classifier: Classifier, texts: Sequence[str], model_batch: int) -> list[list[int]]:
+    """Indexes of ``texts`` per model call, as the worker calls ``classifier``: all of them in one
+    call where it batches internally (see :func:`~emostream.model.base.batches_internally`), else
+    length-sorted calls of at most ``model_batch`` (:func:`length_chunks`)."""
+    return length_chunks(texts, len(texts) if batches_internally(classifier) else model_batch)
+
+
 def process_batch(
     records: Sequence[Record],
     classifier: Classifier,
@@ -263,8 +270,7 @@ def process_batch(
         return result
     texts = [t.text for _, _, t, _ in valid]
     by_index: dict[int, Prediction | Exception] = {}
-    call = len(texts) if batches_internally(classifier) else model_batch
-    for chunk in length_chunks(texts, call):
+    for chunk in model_calls(classifier, texts, model_batch):
         chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk], model_batch)
         by_index.update(zip(chunk, chunk_preds))
         result.model_s += seconds
