@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -663,6 +664,7 @@ class WaitingClassifier(KeywordClassifier):
         super().__init__()
         self.ready, self.order = ready, order
         self.threads: list[str] = []
+        self.timed_out = 0  # calls that gave up waiting for ready()
 
     def classify(self, texts):
         self.threads.append(threading.current_thread().name)
@@ -670,6 +672,7 @@ class WaitingClassifier(KeywordClassifier):
         deadline = time.monotonic() + 5
         while not self.ready() and time.monotonic() < deadline:
             time.sleep(0.005)
+        self.timed_out += not self.ready()
         return super().classify(texts)
 
 
@@ -695,8 +698,11 @@ class OrderedProducer(FakeProducer):
         self.offsets_sent.append(self.sent_offsets)
 
 
-def _prefetching_worker(queued: int, ready) -> tuple[Worker, OrderedProducer, StreamConsumer]:
-    settings = WorkerSettings(source_topic="src", durable_dedupe=False, batch_max=4, txn_max_records=4)
+def _prefetching_worker(queued: int, ready, batch_wait_ms: float = 60_000) -> tuple[Worker, OrderedProducer, StreamConsumer]:
+    # The batch wait is long by default: a batch that is not full never closes by time during a
+    # test, so what goes to the model thread does not depend on how fast the test runs.
+    settings = WorkerSettings(source_topic="src", durable_dedupe=False, batch_max=4, txn_max_records=4,
+                              batch_wait_ms=batch_wait_ms)
     order: list[str] = []
     w = Worker(ClientConfig("localhost:1"), WaitingClassifier(ready, order), settings)
     prod, cons = OrderedProducer(order), StreamConsumer(queued)
@@ -724,7 +730,9 @@ def test_under_load_the_model_runs_while_the_loop_polls_and_produces_and_each_ba
     # Each transaction committed the position when its batch closed, not the one after later polls.
     assert prod.offsets_sent == [[("src", 0, 4)], [("src", 0, 8)]] and w._committed == {("src", 0): 8}
     assert _events(prod) == [f"u{i}" for i in range(8)] and w.batches == 2
-    # The last two records do not make a full batch: the next _collect takes them, in order.
+    # The last two records do not make a full batch (nor one the policy closes yet, with this
+    # test's long wait): the next _collect takes them, in order, once their wait is over.
+    w.policy = dataclasses.replace(w.policy, max_wait_s=0.0)
     assert w._classifying is None and [r.offset for r in w._collect()] == [8, 9]
 
 
@@ -781,29 +789,80 @@ def test_partitions_lost_while_prefetching_drop_the_classified_batch_instead_of_
     assert w._classifying is None and w._pending == [] and ("src", 0) not in w._committed
 
 
+def test_the_last_batch_of_a_backlog_goes_to_the_model_thread_once_the_policy_closes_it() -> None:
+    """A backlog's last batch (not full) goes to the model thread as soon as the model is done
+    and the batch policy closes it (no wait here), while the batch before it is produced: not
+    afterwards in the loop's own thread. Its own transaction, its own offsets, order kept."""
+    holder: dict = {}
+
+    def ready() -> bool:  # each model call ends once the next batch is polled (the last: all 10)
+        started = sum(o.startswith("model") for o in holder["w"].classifier.order)
+        return holder["cons"].delivered >= min(10, 4 * (started + 1))
+
+    w, prod, cons = _prefetching_worker(10, ready, batch_wait_ms=0)
+    holder.update(w=w, cons=cons)
+    first = w._collect()
+    assert [r.offset for r in first] == [0, 1, 2, 3] and w._filled
+    w._process(first)
+    w._settle()
+    assert w.classifier.timed_out == 0 and w.classifier.threads == ["emostream-model_0"] * 3
+    assert [o for o in w.classifier.order if o.startswith("model")] == ["model 4", "model 4", "model 2"]
+    assert prod.offsets_sent == [[("src", 0, 4)], [("src", 0, 8)], [("src", 0, 10)]]
+    assert _events(prod) == [f"u{i}" for i in range(10)] and w.batches == 3 and w._classifying is None
+
+
+def test_under_load_the_next_batch_is_decoded_while_the_model_classifies_this_one(monkeypatch) -> None:
+    """The model thread runs the model only: the loop decodes the next full batch while the model
+    works on this one (each batch decoded once, in the loop's thread), so that Python work does not
+    leave a core idle between model calls. Each model call here waits until the next batch is
+    decoded (or there is none): with decoding after the model call, every call would time out."""
+    import emostream.worker.runner as runner_mod
+
+    decoded: list[tuple[str, list[int]]] = []
+    real = runner_mod.prepare_batch
+
+    def prepare(records, **kw):
+        decoded.append((threading.current_thread().name, [r.offset for r in records]))
+        return real(records, **kw)
+
+    monkeypatch.setattr(runner_mod, "prepare_batch", prepare)
+    holder: dict = {}
+    w, prod, cons = _prefetching_worker(
+        12, lambda: len(decoded) > holder["w"].classifier.order.count("model 4") or not (holder["cons"].queue or holder["w"]._pending))
+    holder.update(w=w, cons=cons)
+    first = w._collect()
+    w._process(first)
+    w._settle()
+    assert w.classifier.timed_out == 0 and w.classifier.order.count("model 4") == 3
+    assert decoded == [(threading.current_thread().name, list(range(i, i + 4))) for i in (0, 4, 8)]
+    assert _events(prod) == [f"u{i}" for i in range(12)] and w.batches == 3
+
+
 class _CountingRegistry:
-    """A device registry that trusts every record and counts its refreshes (which must never
-    overlap a classification in the model thread, where verify and private_topic run)."""
+    """A device registry that trusts every record, counts its refreshes and notes the threads it
+    was used from: only the loop's own thread may touch it (a refresh replaces the keys that
+    verify reads), never the model thread, which runs nothing but the model."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.refreshes = 0
+        self.threads: set[str] = set()
 
     def refresh(self) -> None:
-        c = self.worker._classifying
-        assert c is None or c.future.done(), "registry refreshed while the model thread verifies"
+        self.threads.add(threading.current_thread().name)
         self.refreshes += 1
 
     def verify(self, rec, t) -> None:
-        return None
+        self.threads.add(threading.current_thread().name)
 
     def private_topic(self, device_id: str) -> None:
-        return None
+        self.threads.add(threading.current_thread().name)
 
 
 def test_a_long_backlog_still_refreshes_the_device_registry_and_the_lag_checks() -> None:
     """Batch after full batch goes to the model thread without _collect()'s housekeeping: the
-    hand-offs run it, or a backlog lasting hours would freeze device keys, lag and stall checks."""
+    hand-offs run it, or a backlog lasting hours would freeze device keys, lag and stall checks.
+    The registry is used from the loop's thread only (the model thread runs the model alone)."""
     holder: dict = {}
     # The model finishes once the next batch is full (or the backlog is gone): a chain of hand-offs.
     w, prod, cons = _prefetching_worker(40, lambda: len(holder["w"]._pending) >= 4 or not holder["cons"].queue)
@@ -817,6 +876,8 @@ def test_a_long_backlog_still_refreshes_the_device_registry_and_the_lag_checks()
     w._settle()
     assert w.batches == w.prefetched >= 2
     assert registry.refreshes >= w.prefetched - 1 and len(lag_checks) >= w.prefetched - 1
+    assert registry.threads == {threading.current_thread().name}
+    assert w.classifier.threads and all(t.startswith("emostream-model") for t in w.classifier.threads)
 
 
 class _BadMsg(_Msg):

@@ -199,6 +199,30 @@ def model_calls(classifier: Classifier, texts: Sequence[str], model_batch: int) 
     return length_chunks(texts, len(texts) if batches_internally(classifier) else model_batch)
 
 
+@dataclass
+class Prepared:
+    """A batch decoded and checked (:func:`prepare_batch`), waiting for the model: ``result`` holds
+    its dead letters and duplicates so far, ``valid`` the records whose texts go to the model."""
+
+    records: list[Record]
+    result: BatchResult
+    valid: list[tuple[Record, SourceRef, Transcript, bytes | None]] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        """The texts to classify, in record order."""
+        return [t.text for _, _, t, _ in self.valid]
+
+
+@dataclass
+class Classified:
+    """What the model said of a Prepared batch's texts (:func:`classify_texts`)."""
+
+    predictions: list[Prediction | Exception]
+    model_s: float = 0.0
+    model_calls: int = 0
+
+
 def process_batch(
     records: Sequence[Record],
     classifier: Classifier,
@@ -224,14 +248,39 @@ def process_batch(
     partition (durable dedupe); ``poisoned`` names records that failed their transaction on their
     own before: they are dead-lettered with that reason instead of being processed again.
 
-    ``defer_dedupe``: stage nothing in ``recent`` (so this may run in another thread while the
-    caller stages an earlier batch's ids): ids ``recent`` already knows and repeats within the
-    batch are dropped as duplicates, the others' digests are listed in ``digests``, and the caller
-    drops the rest of the duplicates with :func:`drop_duplicates` (ids staged meanwhile), which
-    also refreshes the ids found known in the window's LRU (listed in ``known``).
+    ``defer_dedupe``: stage nothing in ``recent`` (so the batch may be decoded while the caller
+    stages an earlier batch's ids): ids ``recent`` already knows and repeats within the batch are
+    dropped as duplicates, the others' digests are listed in ``digests``, and the caller drops the
+    rest of the duplicates with :func:`drop_duplicates` (ids staged meanwhile), which also
+    refreshes the ids found known in the window's LRU (listed in ``known``).
+
+    The three steps, :func:`prepare_batch` → :func:`classify_texts` → :func:`finish_batch`, may
+    run apart: the pipelined worker runs only the model call in its model thread, so the Python
+    work of decoding and encoding (which holds the GIL) overlaps another batch's model call.
     """
-    result = BatchResult()
-    valid: list[tuple[Record, SourceRef, Transcript, bytes | None]] = []
+    prepared = prepare_batch(records, dlq_topic=dlq_topic, recent=recent, max_text_bytes=max_text_bytes, verify=verify,
+                             poisoned=poisoned, defer_dedupe=defer_dedupe)
+    if not prepared.valid:
+        return prepared.result
+    classified = classify_texts(classifier, prepared.texts, model_batch)
+    return finish_batch(prepared, classified, model=classifier.name, target_topic=target_topic, dlq_topic=dlq_topic,
+                        clock=clock, device_topic=device_topic, changelog_topic=changelog_topic)
+
+
+def prepare_batch(
+    records: Sequence[Record],
+    *,
+    dlq_topic: str,
+    recent: RecentIds | None = None,
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    verify: Callable[[Record, Transcript], None] | None = None,
+    poisoned: Mapping[SourceRef, str] | None = None,
+    defer_dedupe: bool = False,
+) -> Prepared:
+    """Decode and check a batch (see :func:`process_batch` for the arguments): dead letters and
+    duplicates into the result, the rest listed for the model."""
+    prepared = Prepared(list(records), BatchResult())
+    result, valid = prepared.result, prepared.valid
     in_batch: set[tuple[str, int, bytes]] = set()  # defer_dedupe: the ids of this batch so far
     for rec in records:
         if rec.unreadable is not None:
@@ -266,19 +315,46 @@ def process_batch(
                 result.duplicates += 1
                 continue
         valid.append((rec, source, t, digest))
-    if not valid:
-        return result
-    texts = [t.text for _, _, t, _ in valid]
+    return prepared
+
+
+def classify_texts(classifier: Classifier, texts: list[str], model_batch: int = 64) -> Classified:
+    """The model's predictions for ``texts`` (in their order), called as :func:`model_calls` says,
+    each call with :func:`classify_with_fallback`. Touches nothing but the model: it may run in a
+    thread of its own."""
     by_index: dict[int, Prediction | Exception] = {}
+    out = Classified([])
     for chunk in model_calls(classifier, texts, model_batch):
         chunk_preds, seconds = classify_with_fallback(classifier, [texts[i] for i in chunk], model_batch)
         by_index.update(zip(chunk, chunk_preds))
-        result.model_s += seconds
-        result.model_calls += 1
-    preds = [by_index[i] for i in range(len(texts))]
+        out.model_s += seconds
+        out.model_calls += 1
+    out.predictions = [by_index[i] for i in range(len(texts))]
+    return out
+
+
+def finish_batch(
+    prepared: Prepared,
+    classified: Classified,
+    *,
+    model: str,
+    target_topic: str,
+    dlq_topic: str,
+    clock: Callable[[], float] = time.time,
+    device_topic: Callable[[str], str | None] | None = None,
+    changelog_topic: str | None = None,
+) -> BatchResult:
+    """The outputs of a classified batch (see :func:`process_batch` for the arguments): an
+    EmotionEvent per prediction (and its private copy), a dead letter per text the model failed
+    on, a changelog digest per newly seen id. ``model``: the name the events carry."""
+    result = prepared.result
+    if len(classified.predictions) != len(prepared.valid):
+        raise ModelError(f"{len(classified.predictions)} predictions for {len(prepared.valid)} texts")
+    result.model_s += classified.model_s
+    result.model_calls += classified.model_calls
     now = clock()
     classified_at = format_ts(now)
-    for (rec, source, t, digest), pred in zip(valid, preds):
+    for (rec, source, t, digest), pred in zip(prepared.valid, classified.predictions):
         if changelog_topic is not None and digest is not None:
             result.changelog.append(Output(changelog_topic, digest, b"", partition=rec.partition, source=source))
         if isinstance(pred, Exception):
@@ -293,7 +369,7 @@ def process_batch(
                 label=pred.label,
                 scores=dict(pred.scores),
                 labels=list(pred.labels) or None,
-                model=classifier.name,
+                model=model,
                 source=source,
                 classified_at=classified_at,
                 latency_ms=None if latency is None else latency * 1000.0,

@@ -11,10 +11,11 @@ and each batch's outputs and offsets stay in one transaction. If batch n aborts,
 after it) is thrown away with it and both are read again from the committed offsets.
 
 Under load (a batch that closed full: a backlog), the model does not wait for the poll either:
-batch n+1 is classified in a model thread (ONNX Runtime releases the GIL) while this thread polls
-batch n+2 into the pending records. Only then is batch n+1 produced, so the order above holds;
-batch n+2 is not classified before n+1 is produced, so at most one batch is classified and not
-yet in a transaction.
+batch n+1's texts are classified in a model thread (the tokenizer and ONNX Runtime release the GIL)
+while this thread polls batch n+2 into the pending records and decodes it. Only then is batch n+1
+encoded and produced (here, while the model classifies n+2), so the order above holds; at most one
+batch is classified and not yet in a transaction. The model thread runs the model only: decoding
+and encoding hold the GIL, and done there they left a core idle before and after each model call.
 
 Rebalances happen between transactions: callbacks only run inside ``consume()``, and the revoke
 callback first finishes a batch being classified (produced and committed in its own transaction;
@@ -51,7 +52,17 @@ from emostream.worker.batching import DEFAULT_BATCH_WAIT_MS, BatchPolicy
 from emostream.worker.changelog import DEFAULT_WINDOW_S, restore_digests
 from emostream.worker.checkpoint import TXN_TIMEOUT_S, Checkpoint, rewind
 from emostream.worker.dedupe import DEFAULT_CAPACITY, RecentIds
-from emostream.worker.process import BatchResult, Record, drop_duplicates, process_batch
+from emostream.worker.process import (
+    BatchResult,
+    Classified,
+    Prepared,
+    Record,
+    classify_texts,
+    drop_duplicates,
+    finish_batch,
+    prepare_batch,
+    process_batch,
+)
 
 log = logging.getLogger("emostream.worker")
 
@@ -173,7 +184,8 @@ class _Classifying:
 
     batch: list[Record]
     since: float
-    future: Future[BatchResult]
+    prepared: Prepared  # decoded in this thread; the model thread only runs the model
+    future: Future[Classified]
     positions: list[TopicPartition]  # the consumer's, when the batch closed (it polls on meanwhile)
 
 
@@ -445,8 +457,8 @@ class Worker:
         full or the model is done, and leave the records pending (the next call continues with
         them). Records polled so far stay in ``self._pending`` between calls, where a rebalance
         callback or an abort can drop them."""
-        if self._registry is not None and not prefetch:
-            self._registry.refresh()  # not while the model thread verifies signatures
+        if self._registry is not None:
+            self._registry.refresh()  # signatures are verified in this thread (_prepare)
         limit = self._record_limit()
         paced = self.policy.paced
         drain = False  # paced: the last poll brought records; take what else is fetched already, without waiting
@@ -568,31 +580,36 @@ class Worker:
         """Classify the batch (while the previous batch may still be committing), then, once that
         one has settled, produce the batch in its own transaction and start committing it.
 
-        A full batch (under load) goes to the model thread instead, and this thread keeps the
-        model busy: it polls the next batch meanwhile; once the model is done and the next batch
-        is full too, that one goes to the model before this one is produced, and so on until the
-        load drops. The model thread only reads: utterance ids are staged here, in batch order,
-        when a batch is produced (``drop_duplicates``)."""
+        A full batch (under load) is decoded here and its texts go to the model thread, and this
+        thread keeps the model busy: it polls the next batch meanwhile and, once that one is full,
+        decodes it while the model still works; once the model is done, the next batch's texts go
+        to it before this one's events are encoded and produced, and so on until the load drops
+        (the last batch, not full, goes the same way once the batch policy closes it).
+        So the model thread runs nothing but the model (which releases the GIL), and this thread's
+        Python work overlaps it instead of leaving a core idle between model calls. Utterance ids
+        are staged here, in batch order, when a batch is produced (``drop_duplicates``)."""
         since = time.monotonic()
         if not (self.settings.pipeline and self._filled):
             self._produce(batch, self._classify(batch), since)
             return
         self._start_classifying(batch, since)
         while self._classifying is not None:
-            self._collect(prefetch=True)
+            self._collect(prefetch=True)  # refreshes the registry of device keys too
             c, self._classifying = self._classifying, None
             if c is None:
                 return  # a rebalance callback inside the poll produced it
-            result = c.future.result()
-            # The model thread is idle until the next batch goes to it: the loop's housekeeping
-            # (the registry of device keys, lag and stall checks) runs here too, else a backlog
-            # that keeps the batches full for hours would freeze it.
+            ahead = self._prepare(self._pending) if self._next_is_full() else None  # while the model works
+            classified = c.future.result()
+            # Lag and stall checks run here too, else a backlog that keeps the batches full for
+            # hours would freeze them.
             self._update_lag()
-            if self._registry is not None:
-                self._registry.refresh()
-            if self._next_is_full():
-                self._start_classifying(self._close_batch(True), self._last_closed)
-            self._produce(c.batch, result, c.since, c.positions)
+            full = self._next_is_full()
+            if full or self._next_is_due():
+                # A full batch, or one the policy closes now (a backlog's last): to the model at
+                # once, while this one is produced, instead of after it in this thread.
+                nxt = self._close_batch(full)
+                self._start_classifying(nxt, self._last_closed, ahead if ahead is not None and _same(ahead.records, nxt) else None)
+            self._produce(c.batch, self._finish(c.prepared, classified), c.since, c.positions)
 
     def _next_is_full(self) -> bool:
         """The records polled meanwhile make a full batch that may go to the model now."""
@@ -600,15 +617,44 @@ class Worker:
             return False
         return self._is_full(len(self._pending), self._record_limit())
 
-    def _start_classifying(self, batch: list[Record], since: float) -> None:
+    def _next_is_due(self) -> bool:
+        """The records polled meanwhile make a batch, not full, that the batch policy closes now
+        (the last of a backlog: its records have waited for the whole model call already)."""
+        if self._stop.is_set() or self._rewind_needed or not self._pending:
+            return False
+        return self.policy.is_closed(len(self._pending), self._opened_at, time.monotonic(), self._last_closed)
+
+    def _start_classifying(self, batch: list[Record], since: float, prepared: Prepared | None = None) -> None:
+        """Send ``batch``'s texts to the model thread (``prepared``: the batch, decoded already)."""
         # The offsets this batch commits are the positions now, before the consumer polls on.
         positions = self._consumer.position([TopicPartition(t, p) for t, p in dict.fromkeys((r.topic, r.partition) for r in batch)])
+        if prepared is None:
+            prepared = self._prepare(batch)
         if self._modeller is None:
             self._modeller = ThreadPoolExecutor(1, thread_name_prefix="emostream-model")
-        self._classifying = _Classifying(batch, since, self._modeller.submit(self._classify, batch, True), positions)
+        future = self._modeller.submit(classify_texts, self.classifier, prepared.texts, self.settings.batch_max)
+        self._classifying = _Classifying(batch, since, prepared, future, positions)
         self.prefetched += 1
 
-    def _classify(self, batch: list[Record], in_model_thread: bool = False) -> BatchResult:
+    def _prepare(self, batch: list[Record]) -> Prepared:
+        """Decode and check ``batch`` for the model thread. The dedupe window is only read: the
+        ids are staged when the batch is produced (``drop_duplicates``), after the batches before it."""
+        s = self.settings
+        registry = self._registry
+        return prepare_batch(batch, dlq_topic=s.dead_letter_topic, recent=self._recent, defer_dedupe=True,
+                             max_text_bytes=s.max_text_bytes, verify=registry.verify if registry is not None else None,
+                             poisoned=self._poisoned)
+
+    def _finish(self, prepared: Prepared, classified: Classified) -> BatchResult:
+        """The outputs of a batch the model thread classified."""
+        s = self.settings
+        registry = self._registry
+        return finish_batch(prepared, classified, model=self.classifier.name, target_topic=s.target_topic,
+                            dlq_topic=s.dead_letter_topic, device_topic=registry.private_topic if registry is not None else None,
+                            changelog_topic=s.changelog_topic)
+
+    def _classify(self, batch: list[Record]) -> BatchResult:
+        """The whole process step for ``batch`` in this thread (a batch that did not close full)."""
         s = self.settings
         registry = self._registry
         return process_batch(
@@ -616,8 +662,7 @@ class Worker:
             self.classifier,
             target_topic=s.target_topic,
             dlq_topic=s.dead_letter_topic,
-            recent=self._recent,  # only read in the model thread (RecentIds.known)
-            defer_dedupe=in_model_thread,
+            recent=self._recent,
             max_text_bytes=s.max_text_bytes,
             model_batch=s.batch_max,
             verify=registry.verify if registry is not None else None,
@@ -630,7 +675,7 @@ class Worker:
         """Produce the batch the model thread classified (waiting for it), if there is one."""
         c, self._classifying = self._classifying, None
         if c is not None:
-            self._produce(c.batch, c.future.result(), c.since, c.positions)
+            self._produce(c.batch, self._finish(c.prepared, c.future.result()), c.since, c.positions)
 
     def _drop_classifying(self) -> None:
         """Wait for the model thread and forget its batch: not produced, so read again by whoever
@@ -823,6 +868,11 @@ def latency_cap(max_latency_ms: float | None, record_cost_s: float, floor: int) 
     if max_latency_ms is None or record_cost_s <= 0:
         return None
     return max(floor, int(max_latency_ms / 1000.0 / record_cost_s))
+
+
+def _same(a: list[Record], b: list[Record]) -> bool:
+    """The same records, in the same order (the very objects: a batch decoded ahead is the one that closed)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
 
 def _names(partitions: list[Any]) -> str:
