@@ -880,6 +880,35 @@ def test_a_long_backlog_still_refreshes_the_device_registry_and_the_lag_checks()
     assert w.classifier.threads and all(t.startswith("emostream-model") for t in w.classifier.threads)
 
 
+def test_records_are_verified_against_the_device_keys_as_they_are_after_the_poll_that_brought_them() -> None:
+    """Under load the next batch is decoded while the model works: the registry of device keys is
+    refreshed right before, so a key registered while those records were being polled counts."""
+    holder: dict = {}
+    w, prod, cons = _prefetching_worker(40, lambda: len(holder["w"]._pending) >= 4 or not holder["cons"].queue)
+    holder.update(w=w, cons=cons)
+    seen: list[tuple] = []
+    consume = cons.consume
+
+    def logged_consume(num_messages, timeout):
+        out = consume(num_messages, timeout)
+        seen.extend(("polled", m.offset()) for m in out)
+        return out
+
+    cons.consume = logged_consume
+    registry = _CountingRegistry(w)
+    registry.refresh = lambda: seen.append(("refresh",))
+    registry.verify = lambda rec, t: seen.append(("verify", rec.offset))
+    first = w._collect()
+    w._registry = registry
+    w._process(first)
+    w._settle()
+    assert w.batches >= 3
+    for i, event in enumerate(seen):
+        if event[0] == "verify":
+            polled = seen.index(("polled", event[1]))
+            assert ("refresh",) in seen[polled:i], f"record {event[1]} verified with keys from before its poll"
+
+
 class _BadMsg(_Msg):
     """A record the consumer cannot read (librdkafka reports it as an error at its offset)."""
 

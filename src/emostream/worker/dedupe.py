@@ -66,10 +66,10 @@ class RecentIds:
         return True
 
     def known(self, tp: PartitionKey, digest: bytes) -> bool:
-        """True when the id is seen or staged; changes nothing (not even the LRU order). Safe to
-        call from another thread while this one stages: a racing read may miss an id (the caller
-        stages it later with check_and_stage, which finds it), and an id it finds was staged by a
-        batch read earlier."""
+        """True when the id is seen or staged; changes nothing (not even the LRU order). The
+        pipelined worker asks this of a batch decoded before the batches ahead of it are produced:
+        an id staged after the question is found by check_and_stage when this batch is produced
+        (``drop_duplicates``), and an id it finds was staged by a batch read earlier."""
         if (tp, digest) in self._staged_set:
             return True
         seen = self._seen.get(tp)

@@ -207,6 +207,7 @@ class Prepared:
     records: list[Record]
     result: BatchResult
     valid: list[tuple[Record, SourceRef, Transcript, bytes | None]] = field(default_factory=list)
+    finished: bool = False  # finish_batch adds to ``result``: once only
 
     @property
     def texts(self) -> list[str]:
@@ -347,6 +348,9 @@ def finish_batch(
     """The outputs of a classified batch (see :func:`process_batch` for the arguments): an
     EmotionEvent per prediction (and its private copy), a dead letter per text the model failed
     on, a changelog digest per newly seen id. ``model``: the name the events carry."""
+    if prepared.finished:
+        raise RuntimeError("this batch was finished already: its outputs would be written twice")
+    prepared.finished = True
     result = prepared.result
     if len(classified.predictions) != len(prepared.valid):
         raise ModelError(f"{len(classified.predictions)} predictions for {len(prepared.valid)} texts")

@@ -258,7 +258,8 @@ class Worker:
         self._consumer: Any = None
         self._producer: Any = None
         self.batches = 0
-        self.prefetched = 0  # batches classified in the model thread while the next was polled
+        self.prefetched = 0  # full batches classified in the model thread while the next was polled
+        self.tails = 0  # batches not full that went to the model thread after a full one (a backlog's last)
         self.aborts = 0
         self._aborts_in_row = 0
 
@@ -390,8 +391,8 @@ class Worker:
                 self._registry.close()
             if self._producer is not None:
                 self._producer.flush(5)
-            log.info("worker stopped after %d batches (%d aborted, %d classified while the next was polled)",
-                     self.batches, self.aborts, self.prefetched)
+            log.info("worker stopped after %d batches (%d aborted, %d classified while the next was polled, "
+                     "%d more not full after them)", self.batches, self.aborts, self.prefetched, self.tails)
 
     # -- rebalance -----------------------------------------------------------------------------
 
@@ -457,8 +458,8 @@ class Worker:
         full or the model is done, and leave the records pending (the next call continues with
         them). Records polled so far stay in ``self._pending`` between calls, where a rebalance
         callback or an abort can drop them."""
-        if self._registry is not None:
-            self._registry.refresh()  # signatures are verified in this thread (_prepare)
+        if self._registry is not None and not prefetch:
+            self._registry.refresh()  # (prefetching: _prepare refreshes it right before it verifies)
         limit = self._record_limit()
         paced = self.policy.paced
         drain = False  # paced: the last poll brought records; take what else is fetched already, without waiting
@@ -594,11 +595,12 @@ class Worker:
             return
         self._start_classifying(batch, since)
         while self._classifying is not None:
-            self._collect(prefetch=True)  # refreshes the registry of device keys too
+            self._collect(prefetch=True)
             c, self._classifying = self._classifying, None
             if c is None:
                 return  # a rebalance callback inside the poll produced it
             ahead = self._prepare(self._pending) if self._next_is_full() else None  # while the model works
+            # Nothing below polls before the batch closes: ``ahead`` is of the records that close.
             classified = c.future.result()
             # Lag and stall checks run here too, else a backlog that keeps the batches full for
             # hours would freeze them.
@@ -608,7 +610,8 @@ class Worker:
                 # A full batch, or one the policy closes now (a backlog's last): to the model at
                 # once, while this one is produced, instead of after it in this thread.
                 nxt = self._close_batch(full)
-                self._start_classifying(nxt, self._last_closed, ahead if ahead is not None and _same(ahead.records, nxt) else None)
+                assert ahead is None or _same(ahead.records, nxt), "the batch decoded ahead is not the one that closed"
+                self._start_classifying(nxt, self._last_closed, ahead)
             self._produce(c.batch, self._finish(c.prepared, classified), c.since, c.positions)
 
     def _next_is_full(self) -> bool:
@@ -634,13 +637,19 @@ class Worker:
             self._modeller = ThreadPoolExecutor(1, thread_name_prefix="emostream-model")
         future = self._modeller.submit(classify_texts, self.classifier, prepared.texts, self.settings.batch_max)
         self._classifying = _Classifying(batch, since, prepared, future, positions)
-        self.prefetched += 1
+        if self._filled:
+            self.prefetched += 1
+        else:
+            self.tails += 1
 
     def _prepare(self, batch: list[Record]) -> Prepared:
-        """Decode and check ``batch`` for the model thread. The dedupe window is only read: the
-        ids are staged when the batch is produced (``drop_duplicates``), after the batches before it."""
+        """Decode and check ``batch`` for the model thread, with the device keys as they are now.
+        The dedupe window is only read: the ids are staged when the batch is produced
+        (``drop_duplicates``), after the batches before it."""
         s = self.settings
         registry = self._registry
+        if registry is not None:
+            registry.refresh()  # never blocks
         return prepare_batch(batch, dlq_topic=s.dead_letter_topic, recent=self._recent, defer_dedupe=True,
                              max_text_bytes=s.max_text_bytes, verify=registry.verify if registry is not None else None,
                              poisoned=self._poisoned)
