@@ -31,7 +31,7 @@ from emostream.bench.pipeline import (
     run_pipeline_bench,
     steady_capacity,
 )
-from emostream.errors import UsageError
+from emostream.errors import Terminated, UsageError
 
 RATE_KEYS = {"offered_per_s", "achieved_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "worker_cpu_ms_per_event"}
 
@@ -319,7 +319,7 @@ def test_sigterm_unwinds_the_bench_like_ctrl_c_and_a_second_one_does_not_cut_the
 
     before = signal.getsignal(signal.SIGTERM)
     cleaned = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Terminated):  # a KeyboardInterrupt: every finally runs as for Ctrl-C
         with _sigterm_unwinds():
             try:
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -329,6 +329,22 @@ def test_sigterm_unwinds_the_bench_like_ctrl_c_and_a_second_one_does_not_cut_the
                 time.sleep(0.2)
                 cleaned.append(True)
     assert cleaned == [True] and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_command_ended_by_sigterm_exits_143_and_one_ended_by_ctrl_c_130(monkeypatch, capsys):
+    import argparse
+
+    import emostream.cli as cli
+
+    for exc, code, said in ((Terminated("SIGTERM"), 143, "terminated"), (KeyboardInterrupt(), 130, "interrupted")):
+        def run(_args, exc=exc):
+            raise exc
+
+        parser = argparse.ArgumentParser()
+        parser.set_defaults(func=run)
+        monkeypatch.setattr(cli, "build_parser", lambda parser=parser: parser)
+        assert cli.main([]) == code
+        assert said in capsys.readouterr().err
 
 
 def test_a_worker_that_stopped_on_an_error_is_quoted(tmp_path):

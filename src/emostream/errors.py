@@ -80,3 +80,11 @@ class InvalidOffset(WorkerError):
     """An offset to commit would move backwards: a bug that would re-deliver or skip records."""
 
     exit_code = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception by a command that must clean up first (``bench
+    pipeline``): it unwinds like Ctrl-C, and the process exits 143 (128 + SIGTERM) as if the
+    signal had ended it, not 130 (Ctrl-C)."""
+
+    exit_code = 143

@@ -55,7 +55,7 @@ from emostream.cluster import LocalCluster
 from emostream.cluster.brokers import free_base_port
 from emostream.cluster.config import INTERNAL_OFFSET
 from emostream.edge.simulate import device_names
-from emostream.errors import ClusterError, UsageError
+from emostream.errors import ClusterError, Terminated, UsageError
 from emostream.events import SourceRef, Transcript, decode_transcript, format_ts, parse_ts
 from emostream.kafka.admin import Admin
 from emostream.kafka.configuration import ClientConfig
@@ -821,7 +821,7 @@ def _sigterm_unwinds() -> Iterator[None]:
 
     def interrupt(_signum: int, _frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
-        raise KeyboardInterrupt("SIGTERM")
+        raise Terminated("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

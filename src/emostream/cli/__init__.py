@@ -8,7 +8,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from emostream.errors import EmostreamError
+from emostream.errors import EmostreamError, Terminated
 
 # Modules under emostream.cli that each expose ``register(subparsers, common)``; ``common`` holds
 # the Kafka connection options, and each module passes it as a parent only to the commands that
@@ -97,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmostreamError as exc:
         print(f"emostream: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("emostream: terminated (SIGTERM)", file=sys.stderr)
+        return Terminated.exit_code
     except KeyboardInterrupt:
         print("emostream: interrupted", file=sys.stderr)
         return 130
