@@ -25,7 +25,7 @@ import pytest
 from emostream.cluster import LocalCluster, fetch
 from emostream.cluster.brokers import _pid_alive
 from emostream.cluster.brokers import free_base_port as brokers_free_base_port
-from emostream.cluster.config import INTERNAL_OFFSET
+from emostream.cluster.config import INTERNAL_OFFSET, local_nodes
 from emostream.config import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,9 +71,29 @@ def _port_slice(brokers: int) -> tuple[int, int]:
     return low, min(low + width - INTERNAL_OFFSET - brokers, top)
 
 
+# Ports of the clusters this process has picked. Two clusters may start at the same time in one
+# process (the session cluster boots in a thread while the first test starts its own): both drew
+# from the same slice and checked their ports free before either JVM had bound them, and a CI run
+# failed with "Address already in use" (stop 26). A pick now skips every port picked before here.
+_PICKED: set[int] = set()
+_PICK_LOCK = threading.Lock()
+
+
+def _cluster_ports(base: int, brokers: int) -> set[int]:
+    return {listener.port for node in local_nodes(brokers, Path("."), base) for listener in node.listeners}
+
+
 def free_base_port(brokers: int) -> int:
-    """A base port in this worker's slice whose client, controller and internal ports are all free right now."""
-    return brokers_free_base_port(*_port_slice(brokers), brokers)
+    """A base port in this worker's slice whose client, controller and internal ports are all free
+    right now and none picked before by this process (whose cluster may not have bound them yet)."""
+    with _PICK_LOCK:
+        for _ in range(100):
+            base = brokers_free_base_port(*_port_slice(brokers), brokers)
+            ports = _cluster_ports(base, brokers)
+            if not ports & _PICKED:
+                _PICKED.update(ports)
+                return base
+    raise RuntimeError(f"no base port for {brokers} broker(s) in {_port_slice(brokers)} apart from the {len(_PICKED)} ports picked before")
 
 
 def discard(cluster: LocalCluster) -> None:

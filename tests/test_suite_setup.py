@@ -19,3 +19,29 @@ def test_xdist_loadgroup_keeps_grouped_tests_together(request: pytest.FixtureReq
     assert request.node.nodeid.endswith("@suite-setup-probe"), (
         f"{request.node.nodeid}: this pytest/xdist pair does not group tests; use the versions pyproject.toml pins"
     )
+
+
+def test_clusters_picked_at_the_same_time_in_one_process_never_share_a_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session cluster boots in a thread while the first test may start a cluster of its own:
+    both picked ports from this worker's slice before either had bound them, and one CI run failed
+    with "Address already in use". 60 picks from 6 threads give disjoint ports (nothing binds
+    them here, so without the record of picked ports they overlap: ~60 clusters in one slice)."""
+    import threading
+
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "_PICKED", set())  # this test's picks must not narrow the real ones
+    picked: list[set[int]] = []
+
+    def pick(brokers: int) -> None:
+        for _ in range(10):
+            base = conftest.free_base_port(brokers)
+            picked.append(conftest._cluster_ports(base, brokers))
+
+    threads = [threading.Thread(target=pick, args=(1 + i % 3,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(picked) == 60
+    assert sum(len(p) for p in picked) == len(set().union(*picked))
