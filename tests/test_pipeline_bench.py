@@ -268,6 +268,7 @@ def test_bench_pipeline_json_shape_against_a_real_broker(bootstrap: str):
     runs = result["model_throughput_runs"]  # the capacity offer's run, then before, between and after the 2 parts
     assert len(runs) == 4 and min(runs) > 0 and min(runs[1:]) * 0.999 <= result["model_throughput"] <= max(runs[1:]) * 1.001
     assert result["backlog_parts"] == 2 and len(result["backlog_part_throughputs"]) == 2
+    assert result["backlog_warmup"] == 120  # a part's worth, drained first and not counted in "received"
     rates = result["rates"]
     assert [r["offered_per_s"] for r in rates[:2]] == [5.0, 20.0]
     assert len(rates) == 3 and rates[2]["half_capacity"] is True and "half_capacity" not in rates[0]
