@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from emostream.cluster import LocalCluster, fetch
-from emostream.cluster.brokers import _pid_alive
+from emostream.cluster.brokers import _pid_alive, cluster_ports
 from emostream.cluster.brokers import free_base_port as brokers_free_base_port
-from emostream.cluster.config import INTERNAL_OFFSET, local_nodes
+from emostream.cluster.config import INTERNAL_OFFSET
 from emostream.config import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,17 +79,13 @@ _PICKED: set[int] = set()
 _PICK_LOCK = threading.Lock()
 
 
-def _cluster_ports(base: int, brokers: int) -> set[int]:
-    return {listener.port for node in local_nodes(brokers, Path("."), base) for listener in node.listeners}
-
-
 def free_base_port(brokers: int) -> int:
     """A base port in this worker's slice whose client, controller and internal ports are all free
     right now and none picked before by this process (whose cluster may not have bound them yet)."""
     with _PICK_LOCK:
         for _ in range(100):
             base = brokers_free_base_port(*_port_slice(brokers), brokers)
-            ports = _cluster_ports(base, brokers)
+            ports = cluster_ports(base, brokers)
             if not ports & _PICKED:
                 _PICKED.update(ports)
                 return base

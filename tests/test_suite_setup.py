@@ -28,6 +28,7 @@ def test_clusters_picked_at_the_same_time_in_one_process_never_share_a_port(monk
     them here, so without the record of picked ports they overlap: ~60 clusters in one slice)."""
     import threading
 
+    from emostream.cluster.brokers import cluster_ports
     from tests import conftest
 
     monkeypatch.setattr(conftest, "_PICKED", set())  # this test's picks must not narrow the real ones
@@ -36,7 +37,7 @@ def test_clusters_picked_at_the_same_time_in_one_process_never_share_a_port(monk
     def pick(brokers: int) -> None:
         for _ in range(10):
             base = conftest.free_base_port(brokers)
-            picked.append(conftest._cluster_ports(base, brokers))
+            picked.append(cluster_ports(base, brokers))
 
     threads = [threading.Thread(target=pick, args=(1 + i % 3,)) for i in range(6)]
     for t in threads:

@@ -461,15 +461,15 @@ class _Reader:
                 if not str(e.get("utterance_id", "")).startswith(prefix):
                     continue
                 stamp = e["classified_at"]
-                at = stamped.get(stamp)
+                at = stamped.get(stamp) if type(stamp) is str else None
                 if at is None:
-                    at = stamped[stamp] = parse_ts(stamp)
+                    at = stamped[stamp] = parse_ts(stamp)  # raises ValueError for anything but a str
                 ended = at - (e.get("latency_ms") or 0.0) / 1000.0
                 got.append((time.monotonic(), now - ended))
                 if ids is not None:
                     ids.append(str(e["utterance_id"]))
                 if stamps is not None:
-                    stamps.append(str(e["classified_at"]))
+                    stamps.append(stamp)
         if len(got) < n:
             _say(f"only {len(got)} of {n} events within {timeout_s:.0f} s")
         return got

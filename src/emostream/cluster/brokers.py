@@ -158,10 +158,14 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def cluster_ports(base_port: int, brokers: int = 1) -> set[int]:
+    """Every port a local cluster of ``brokers`` nodes at ``base_port`` listens on."""
+    return {listener.port for node in local_nodes(brokers, Path("."), base_port) for listener in node.listeners}
+
+
 def cluster_ports_free(base_port: int, brokers: int = 1) -> bool:
     """True when every port a local cluster of ``brokers`` nodes at ``base_port`` needs is free now."""
-    nodes = local_nodes(brokers, Path("."), base_port)
-    return all(port_free(LOCAL_HOST, listener.port) for node in nodes for listener in node.listeners)
+    return all(port_free(LOCAL_HOST, port) for port in cluster_ports(base_port, brokers))
 
 
 def free_base_port(low: int, high: int, brokers: int = 1) -> int:
